@@ -17,7 +17,7 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 
 set +e
-python3 -m pytest -n 2 --dist loadfile "$@"
+BNCOURSE_STRICT=1 python3 -m pytest -n 2 --dist loadfile "$@"
 rc=$?
 if [ "$rc" -eq 5 ]; then   # pytest: no tests collected
     echo "pytest collected no tests"
