@@ -16,8 +16,8 @@ For each notebook it
 A cell that raises stops the run and nothing is written. A notebook whose only changes are
 in cells that nbval ignores (``# NBVAL_IGNORE_OUTPUT``, ``# NBVAL_SKIP``: timings) is left
 as it is, so reruns do not churn diffs. ``--check`` exits 1 and names the notebooks whose
-file would change. tests/test_notebooks_hygiene.py imports the helpers
-below, so the test and the script cannot disagree about the template or the metadata.
+file would change. tests/test_notebooks_hygiene.py imports the helpers below, so the test
+and the script cannot disagree about the template or the metadata.
 """
 
 from __future__ import annotations
