@@ -96,8 +96,28 @@ def set_colab_cell(nb: nbformat.NotebookNode, source: str) -> None:
         nb.cells.insert(0, cell)
 
 
+def merge_streams(cell: nbformat.NotebookNode) -> None:
+    """Join consecutive stream outputs of the same name, in place.
+
+    ipykernel may deliver one print as two stream messages ("text", then "\n") depending on
+    when its output buffer flushes; nbval joins them before comparing, and so do we, so the
+    stored file does not depend on that timing."""
+    merged = []
+    for out in cell.get("outputs", []):
+        if (merged and out.get("output_type") == "stream" and merged[-1].get("output_type") == "stream"
+                and merged[-1].get("name") == out.get("name")):
+            merged[-1]["text"] = "".join(merged[-1]["text"]) + "".join(out["text"])
+        else:
+            merged.append(out)
+    if "outputs" in cell:
+        cell["outputs"] = merged
+
+
 def normalize(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """Strip volatile metadata in place, keeping outputs and execution counts."""
+    """Strip volatile metadata in place, keeping outputs and execution counts; join split
+    stream outputs."""
+    for cell in nb.cells:
+        merge_streams(cell)
     return strip_output(
         nb, keep_output=True, keep_count=True, keep_id=False, extra_keys=NBSTRIPOUT_EXTRA_KEYS
     )
