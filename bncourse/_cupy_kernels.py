@@ -32,7 +32,8 @@ has to be within a few σ of μ.  Every block of a channel computes the same r: 
 blocks' float64 sums are merged in float64, in a fixed order (no floating-point atomics:
 results are deterministic), by the last block of the channel, which then finishes the
 channel; if the sample was unlucky (κ > ``KAPPA_MAX``, e.g. adversarially ordered data) that
-block sums the whole channel again around r = μ, now known well enough to make κ ≈ 1.
+block sums the whole channel again around r = μ, now known well enough to make κ ≈ 1 (one
+block streaming a channel is slow, but only data built to defeat the sample gets there).
 Plain float32 accumulation (torch's Welford in float32) or E[x²] − E[x]² would lose every
 digit on data like 1e4 + N(0, 1); per-element float64 accumulation would be exact too, but
 float64 runs at 1/32–1/64 of the float32 rate on consumer GPUs, where it would make these
@@ -61,6 +62,8 @@ import math
 
 import numpy as np
 
+from ._numpy_kernels import KAPPA_MAX, compute_dtype   # the same numerical policy as the CPU
+
 try:
     import cupy as cp
 except ImportError:  # pragma: no cover - depends on the machine
@@ -69,7 +72,6 @@ except ImportError:  # pragma: no cover - depends on the machine
 BLOCK = 256              # threads per block (a power of two)
 RUN = 64                 # values per float32 partial sum of one thread
 SAMPLE = 32              # values per channel that give the reference r
-KAPPA_MAX = 8.0          # cancellation B/M2 tolerated before recentring on μ
 BLOCKS_PER_SM = 8        # blocks launched per multiprocessor: 2048 threads' worth (the
                          # reductions, at <= 64 registers a thread, run 4 at a time)
 MAX_TILE = 32            # 2-D input: channels side by side in one block (a warp's width)
@@ -402,11 +404,6 @@ def source(dtype, half_conversions=HALF_CONVERSIONS):
 # nothing; the first launch on a device compiles, and CuPy caches the binary on disk).
 bncourse_kernels = ({} if cp is None else
                     {name: cp.RawModule(code=source(name)) for name in TYPES})
-
-
-def compute_dtype(dtype):
-    """float16 data is computed in float32 (and stored back); float32/64 in their own type."""
-    return np.dtype(np.float32) if np.dtype(dtype) == np.float16 else np.dtype(dtype)
 
 
 def supports(x):
