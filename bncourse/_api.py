@@ -10,6 +10,7 @@ computed in float32 or wider.
 """
 
 import functools
+import sys
 
 import numpy as np
 
@@ -19,9 +20,15 @@ from ._validation import (check_array, check_batch_size, check_channel_vector, c
 
 
 def fast_kernels(x):
-    """The fast batch-norm kernels for ``x``'s array library, or None for the generic path."""
-    if isinstance(x, np.ndarray) and _numpy_kernels.supports(x):
-        return _numpy_kernels
+    """The fast batch-norm kernels for ``x``'s array library, or None for the generic path:
+    ``_numpy_kernels`` for NumPy arrays, the fused CUDA kernels of ``_cupy_kernels`` for
+    CuPy arrays (imported on first use: NumPy users never import CuPy)."""
+    if isinstance(x, np.ndarray):
+        return _numpy_kernels if _numpy_kernels.supports(x) else None
+    cupy = sys.modules.get("cupy")          # a CuPy array means CuPy is imported already
+    if cupy is not None and isinstance(x, cupy.ndarray):
+        from . import _cupy_kernels
+        return _cupy_kernels if _cupy_kernels.supports(x) else None
     return None
 
 

@@ -34,12 +34,13 @@ class Layer:
     stores the parameter gradients in ``grads`` (name → array), overwriting earlier ones."""
 
     xp = None                 # the array module, set by ``bind``
-    unavailable = None        # why ``xp`` cannot be used (e.g. CuPy missing), set by ``bind``
+    unavailable = None        # () -> exception saying why ``xp`` cannot be used, or None
     param_names = ()
 
     def __init__(self):
-        if self.unavailable:
-            raise ImportError(self.unavailable)
+        problem = None if self.unavailable is None else self.unavailable()
+        if problem is not None:
+            raise problem
         self.training = True
         self.grads = {}
         self._cache = None
@@ -314,7 +315,9 @@ LAYERS = (BatchNorm, LayerNorm, RMSNorm, GroupNorm, InstanceNorm, BatchRenorm)
 
 def bind(xp, module_name, unavailable=None):
     """Subclasses of every layer whose parameters and buffers live in array module ``xp``;
-    with ``unavailable`` (a message) they raise ImportError when constructed."""
+    ``unavailable``, if given, is called when a layer is constructed and returns the
+    exception to raise (e.g. CuPy or its GPU missing) or None."""
+    unavailable = None if unavailable is None else staticmethod(unavailable)
     return {cls.__name__: type(cls.__name__, (cls,), {"xp": xp, "unavailable": unavailable,
                                                       "__module__": module_name,
                                                       "__doc__": cls.__doc__})

@@ -10,6 +10,10 @@ For each shape and dtype it interleaves, round-robin in one run, the same inputs
 and reports medians and the ratios that the targets are stated in:
 forward / copy, forward / torch, forward+backward / torch.  Timings are wall-clock medians
 of ``--repeat`` rounds after a warm-up; nothing here runs in the test suite.
+
+``--backend cupy`` times the GPU instead (``bncourse._bench_gpu``): the fused kernels, the
+generic path on CuPy and torch on CUDA against a device-to-device copy, with CUDA events;
+``--json benchmarks/results/`` saves the results as ``<gpu-name>.json``.
 """
 
 import argparse
@@ -107,16 +111,24 @@ def _fmt_shape(shape):
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m bncourse.bench", description=__doc__.split("\n")[0])
-    p.add_argument("--backend", default="numpy", choices=["numpy"],
-                   help="array backend to time (the CuPy benchmark lives with the CuPy backend)")
-    p.add_argument("--dtypes", nargs="+", default=["float32", "float64"])
+    p.add_argument("--backend", default="numpy", choices=["numpy", "cupy"],
+                   help="numpy: CPU (default); cupy: GPU, needs CuPy and a CUDA device")
+    p.add_argument("--dtypes", nargs="+", default=None,
+                   help="default: float32 float64 (numpy), float16 float32 (cupy)")
     p.add_argument("--shapes", nargs="+", default=None,
-                   help="shapes like 256x1024 32x64x56x56 (default: the four standard ones)")
+                   help="shapes like 256x1024 32x64x56x56 (default: the standard ones of the backend)")
     p.add_argument("--repeat", type=int, default=20)
     p.add_argument("--threads", type=int, default=None, help="threads of bncourse.numpy")
-    p.add_argument("--json", default=None, help="also write the raw results to this file")
+    p.add_argument("--json", default=None,
+                   help="also write the raw results to this file (cupy: or folder, as <gpu-name>.json)")
     args = p.parse_args(argv)
-    shapes = DEFAULT_SHAPES if args.shapes is None else [tuple(map(int, s.split("x"))) for s in args.shapes]
+    if args.shapes is not None:
+        args.shapes = [tuple(map(int, s.split("x"))) for s in args.shapes]
+    if args.backend == "cupy":
+        from . import _bench_gpu
+        return _bench_gpu.main(args)
+    shapes = args.shapes or DEFAULT_SHAPES
+    args.dtypes = args.dtypes or ["float32", "float64"]
     if args.threads:
         bnp.set_num_threads(args.threads)
 

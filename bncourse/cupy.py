@@ -1,9 +1,19 @@
 """bncourse.cupy — the API of ``bncourse.numpy`` on CuPy arrays (GPU).
 
+Functional API (each forward returns ``(y, cache)``, each backward takes ``(dy, cache)``):
+``batch_norm_forward``, ``batch_norm_backward``, ``batch_norm_inference``, and the same
+pairs for ``layer_norm``, ``instance_norm``, ``group_norm``, ``rms_norm``, ``batch_renorm``;
+stateful layers ``BatchNorm``, ``LayerNorm``, ``RMSNorm``, ``GroupNorm``, ``InstanceNorm``,
+``BatchRenorm`` whose parameters and buffers are CuPy arrays.  Conventions as in
+``bncourse.numpy``.
+
+Training-mode batch norm runs the fused CUDA kernels of ``bncourse._cupy_kernels`` (chosen
+by ``bncourse._api.fast_kernels``); everything else runs ``bncourse.generic`` — the very
+code NumPy runs, on CuPy arrays.
+
 Importing this module needs neither CuPy nor a GPU: :func:`is_available` says whether both
-are there, and every function or layer raises a clear error otherwise.  The functions run
-the generic array-API path of ``bncourse.generic`` — the very code NumPy runs — unless
-``bncourse._api.fast_kernels`` picks fused GPU kernels for the input.
+are there, and every function or layer raises a clear error otherwise (ImportError without
+CuPy, RuntimeError with CuPy but no CUDA device).
 """
 
 from . import _api, _layers
@@ -13,8 +23,11 @@ try:
 except ImportError:  # pragma: no cover - depends on the machine
     _cp = None
 
-MISSING = ("bncourse.cupy needs CuPy and a CUDA GPU: pip install 'bncourse[gpu]' "
-           "(cupy-cuda12x) on a machine with an NVIDIA driver")
+NO_CUPY = ("bncourse.cupy needs CuPy and a CUDA GPU, and CuPy is not installed: "
+           "pip install 'bncourse[gpu]' (cupy-cuda12x) on a machine with an NVIDIA driver, "
+           "or use bncourse.numpy")
+NO_DEVICE = ("bncourse.cupy needs a CUDA GPU: CuPy is installed but sees no usable CUDA "
+             "device (cupy.cuda.is_available() is False); use bncourse.numpy on this machine")
 
 
 def is_available():
@@ -27,15 +40,25 @@ def is_available():
         return False
 
 
-def _check_cupy(x):
+def unavailable_error():
+    """The exception saying why this backend cannot run here, or None if it can."""
     if _cp is None:
-        raise ImportError(MISSING)
-    if not isinstance(x, _cp.ndarray):
-        raise TypeError(f"bncourse.cupy expects cupy.ndarray inputs, got "
-                        f"{type(x).__module__}.{type(x).__name__}")
+        return ImportError(NO_CUPY)
+    return None if is_available() else RuntimeError(NO_DEVICE)
+
+
+def _check_cupy(x):
+    if _cp is not None and isinstance(x, _cp.ndarray):
+        return
+    problem = unavailable_error()
+    if problem is not None:
+        raise problem
+    raise TypeError(f"bncourse.cupy expects cupy.ndarray inputs, got "
+                    f"{type(x).__module__}.{type(x).__name__}")
 
 
 globals().update(_api.functions_for(_check_cupy, __name__))
-globals().update(_layers.bind(_cp, __name__, unavailable=None if _cp is not None else MISSING))
+globals().update(_layers.bind(_cp, __name__, unavailable=unavailable_error))
 
-__all__ = ["is_available", *_api.PUBLIC, *(cls.__name__ for cls in _layers.LAYERS)]
+__all__ = ["is_available", "unavailable_error", *_api.PUBLIC,
+           *(cls.__name__ for cls in _layers.LAYERS)]
