@@ -44,13 +44,14 @@ def assert_close(actual, expected, dtype=None, *, rtol=None, what="value"):
 
 
 def optional(module):
-    """Import an optional dependency, or skip (fail under BNCOURSE_STRICT=1) with a reason."""
+    """Import an optional dependency, or skip (fail under BNCOURSE_STRICT=1) with a reason.
+    Usable at module level (skips the whole file)."""
     try:
         return __import__(module)
     except ImportError as exc:
         if STRICT:
             pytest.fail(f"{module} is required under BNCOURSE_STRICT=1: {exc}")
-        pytest.skip(f"{module} is not installed")
+        pytest.skip(f"{module} is not installed", allow_module_level=True)
 
 
 @pytest.fixture
