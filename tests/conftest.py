@@ -2,6 +2,7 @@
 dependencies that skip with a reason (or fail, under BNCOURSE_STRICT=1 as in CI)."""
 
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -59,6 +60,13 @@ def torch():
     t = optional("torch")
     t.manual_seed(0)
     return t
+
+
+@pytest.fixture(autouse=True)
+def _seed_torch():
+    """Tests that draw from torch's global generator see the same numbers on every run."""
+    if "torch" in sys.modules:
+        sys.modules["torch"].manual_seed(0)
 
 
 @pytest.fixture

@@ -1,4 +1,9 @@
 """bncourse.torch — batch norm for PyTorch with a hand-written backward (needs torch)."""
 
+from .alternative_modules import (BatchRenorm, GroupNorm, InstanceNorm1d, InstanceNorm2d,
+                                  InstanceNorm3d, LayerNorm, RMSNorm)
+from .alternatives import (BatchRenormFunction, GroupNormFunction, InstanceNormFunction,
+                           LayerNormFunction, RMSNormFunction, batch_renorm, group_norm,
+                           instance_norm, layer_norm, rms_norm)
 from .functional import BatchNormFunction, batch_norm
 from .modules import BatchNorm1d, BatchNorm2d, BatchNorm3d, convert_batchnorm

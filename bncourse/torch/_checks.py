@@ -2,9 +2,10 @@
 
 Where PyTorch has a message for the same condition we use its wording (so that code and
 tests written against ``torch.nn.functional`` read the same); elsewhere a ``ValueError`` or
-``TypeError`` names the offending value.  PyTorch raises ``RuntimeError`` for size
-mismatches; ours are :class:`ShapeError`, which is both a ``ValueError`` (the house rule)
-and a ``RuntimeError`` (what code written for PyTorch catches).
+``TypeError`` names the offending value.  Where PyTorch raises ``RuntimeError`` (size
+mismatches, missing running statistics) ours raise :class:`InputError`, which is both a
+``ValueError`` (the house rule) and a ``RuntimeError`` (what code written for PyTorch
+catches).
 """
 
 import math
@@ -16,8 +17,8 @@ from .._validation import check_ndim
 from ._stats import FLOAT_DTYPES
 
 
-class ShapeError(ValueError, RuntimeError):
-    """A tensor's size does not fit the others (PyTorch: ``RuntimeError``)."""
+class InputError(ValueError, RuntimeError):
+    """An argument that does not fit the others (PyTorch: ``RuntimeError``)."""
 
 
 def check_input(x, low=2, high=5, name="input"):
@@ -40,7 +41,7 @@ def check_channel_vector(v, num_channels, name, device):
         return
     check_tensor(v, name)
     if v.numel() != num_channels:
-        raise ShapeError(f"{name} should contain {num_channels} elements not {v.numel()}")
+        raise InputError(f"{name} should contain {num_channels} elements not {v.numel()}")
     check_device(v, name, device)
 
 
@@ -79,21 +80,21 @@ def check_running_pair(running_mean, running_var, training):
     if (running_mean is None) != (running_var is None):
         raise ValueError("running_mean and running_var must either both be None or neither be None")
     if running_mean is None and not training:
-        raise ShapeError("running_mean must be defined in evaluation mode")
+        raise InputError("running_mean must be defined in evaluation mode")
 
 
 def check_trailing_shape(x, normalized_shape, weight, bias):
     """Layer and RMS norm: x ends with ``normalized_shape``; parameters have that shape."""
     shape = list(normalized_shape)
     if not shape or x.ndim < len(shape) or list(x.shape[x.ndim - len(shape):]) != shape:
-        raise ShapeError(f"Given normalized_shape={shape}, expected input with shape "
+        raise InputError(f"Given normalized_shape={shape}, expected input with shape "
                          f"[*, {', '.join(map(str, shape))}], but got input of size{list(x.shape)}")
     for name, p in (("weight", weight), ("bias", bias)):
         if p is None:
             continue
         check_tensor(p, name)
         if list(p.shape) != shape:
-            raise ShapeError(f"Expected {name} to be of same shape as normalized_shape, but got "
+            raise InputError(f"Expected {name} to be of same shape as normalized_shape, but got "
                              f"{name} of shape {list(p.shape)} and normalized_shape = {shape}")
         check_device(p, name, x.device)
 

@@ -98,8 +98,11 @@ def _param(p, plan):
     return None if p is None else p.detach().double().reshape(plan.param_view)
 
 
-def norm_forward(ctx, x, weight, bias, plan):
-    """y = w·x̂ + b; saves what :func:`norm_backward` needs on ``ctx``.  Returns (y, Stats)."""
+def norm_forward(ctx, x, weight, bias, plan, positions=(0, 1, 2)):
+    """y = w·x̂ + b; saves what :func:`norm_backward` needs on ``ctx``.  Returns (y, Stats).
+
+    ``positions``: where input, weight and bias stand among the Function's arguments.
+    """
     xw = x if plan.work_shape is None else x.reshape(plan.work_shape)
     st, t = plan.statistics(plan, xw)
     cdt = t.dtype
@@ -121,7 +124,7 @@ def norm_forward(ctx, x, weight, bias, plan):
             y = y * weight.detach().reshape(plan.param_view).to(cdt)
         if bias is not None:
             y = y + bias.detach().reshape(plan.param_view).to(cdt)
-    ctx.plan = plan
+    ctx.plan, ctx.positions = plan, positions
     ctx.meta = (st.count, st.frozen, None if bias is None else (bias.dtype, bias.shape))
     ctx.save_for_backward(x, weight, st.ref, st.mean, st.invstd, st.gain, st.offset)
     return y.to(x.dtype), st
@@ -138,13 +141,15 @@ def _xhat(t, st, cdt):
 # ----------------------------------------------------------------------------- backward
 
 
-def norm_backward(ctx, dy, needs):
-    """(dx, dweight, dbias) of :func:`norm_forward` by the closed form; None where the
-    ``needs`` flags (needs_input_grad of input, weight, bias) are False or absent."""
+def norm_backward(ctx, dy):
+    """The backward of every Function built on :func:`norm_forward`: the gradients of all
+    its arguments, (dx, dweight, dbias) at their positions by the closed form, None
+    elsewhere and where ``ctx.needs_input_grad`` is False."""
     x, weight, ref, mean, invstd, gain, offset = ctx.saved_tensors
     plan = ctx.plan
     count, frozen, bias_meta = ctx.meta
     st = Stats(count, ref, mean, None, invstd, frozen, gain, offset)
+    needs = [ctx.needs_input_grad[i] for i in ctx.positions]
     need_x, need_w, need_b = needs[0], needs[1] and weight is not None, needs[2] and bias_meta is not None
     inplace = not torch.is_grad_enabled()
     if not inplace:                     # create_graph=True: a differentiable recomputation
@@ -161,9 +166,12 @@ def norm_backward(ctx, dy, needs):
         dy = dy.to(cdt)
     grads = _aligned_grads if plan.aligned else _general_grads
     dx, dw, db = grads(dy, xhat, st, weight, plan, need_x, need_w, need_b, inplace)
-    return (None if dx is None else dx.to(x.dtype),
-            None if dw is None else dw.reshape(weight.shape).to(weight.dtype),
-            None if db is None else db.reshape(bias_meta[1]).to(bias_meta[0]))
+    out = [None] * len(ctx.needs_input_grad)
+    for i, g, like in zip(ctx.positions, (dx, dw, db), (x, weight, bias_meta)):
+        if g is not None:
+            dtype, shape = like if isinstance(like, tuple) else (like.dtype, like.shape)
+            out[i] = g.reshape(shape).to(dtype)
+    return tuple(out)
 
 
 def _aligned_grads(dy, xhat, st, weight, plan, need_x, need_w, need_b, inplace):

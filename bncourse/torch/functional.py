@@ -33,10 +33,7 @@ class BatchNormFunction(torch.autograd.Function):
             update_running_stats_(running_mean, running_var, st, momentum)
         return y
 
-    @staticmethod
-    def backward(ctx, dy):
-        dx, dw, db = norm_backward(ctx, dy, ctx.needs_input_grad[:3])
-        return dx, dw, db, None, None, None, None, None
+    backward = staticmethod(norm_backward)
 
 
 def check_batch_norm_args(input, running_mean, running_var, weight, bias, training, momentum, eps):
