@@ -7,3 +7,4 @@ from .alternatives import (BatchRenormFunction, GroupNormFunction, InstanceNormF
                            instance_norm, layer_norm, rms_norm)
 from .functional import BatchNormFunction, batch_norm
 from .modules import BatchNorm1d, BatchNorm2d, BatchNorm3d, convert_batchnorm
+from .folding import find_foldable_pairs, fold_batchnorms, fold_bn_into
