@@ -8,3 +8,4 @@ from .alternatives import (BatchRenormFunction, GroupNormFunction, InstanceNormF
 from .functional import BatchNormFunction, batch_norm
 from .modules import BatchNorm1d, BatchNorm2d, BatchNorm3d, convert_batchnorm
 from .folding import find_foldable_pairs, fold_batchnorms, fold_bn_into
+from .distributed import SyncBatchNorm, SyncBatchNormFunction, convert_sync_batchnorm, sync_batch_norm

@@ -36,11 +36,14 @@ class BatchNormFunction(torch.autograd.Function):
     backward = staticmethod(norm_backward)
 
 
-def check_batch_norm_args(input, running_mean, running_var, weight, bias, training, momentum, eps):
-    """Every check of :func:`batch_norm`, before anything is computed or updated."""
+def check_batch_norm_args(input, running_mean, running_var, weight, bias, training, momentum, eps,
+                          check_count=True):
+    """Every check of :func:`batch_norm`, before anything is computed or updated.
+    ``check_count=False`` leaves the values-per-channel check to the caller (distributed:
+    only the group's total count is known, after the statistics are gathered)."""
     _checks.check_input(input)
     C = input.shape[1]
-    if training:
+    if training and check_count:
         _checks.check_values_per_channel(input, batch_plan(input.ndim, eps).dims)
     _checks.check_eps(eps, training)
     _checks.check_running_pair(running_mean, running_var, training)

@@ -40,13 +40,18 @@ class _BatchNorm(torch.nn.modules.batchnorm._BatchNorm):
         batch_stats = self.training or (self.running_mean is None and self.running_var is None)
         # the buffers are passed when they are used (eval) or updated (tracked training)
         use_buffers = not self.training or self.track_running_stats
-        y = batch_norm(input,
-                       self.running_mean if use_buffers else None,
-                       self.running_var if use_buffers else None,
-                       self.weight, self.bias, batch_stats, self._momentum(tracking), self.eps)
+        y = self._batch_norm(input,
+                             self.running_mean if use_buffers else None,
+                             self.running_var if use_buffers else None,
+                             batch_stats, self._momentum(tracking))
         if tracking:
             self.num_batches_tracked.add_(1)
         return y
+
+    def _batch_norm(self, input, running_mean, running_var, batch_stats, momentum):
+        """The normalization itself (the distributed module reduces across processes)."""
+        return batch_norm(input, running_mean, running_var, self.weight, self.bias,
+                          batch_stats, momentum, self.eps)
 
 
 class BatchNorm1d(_BatchNorm, torch.nn.BatchNorm1d):
