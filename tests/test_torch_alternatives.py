@@ -68,9 +68,8 @@ def test_matches_torch_functional(case, dtype):
 @pytest.mark.parametrize("case", CASES)
 def test_gradcheck_and_gradgradcheck(case):
     ours, _, shape, pshape = CASES[case]
-    small = tuple(min(s, 3) if i else 2 for i, s in enumerate(shape))
-    if case.startswith(("group", "instance")):
-        small = (2,) + shape[1:2] + tuple(min(s, 3) for s in shape[2:])
+    if case.startswith(("group", "instance")):          # gradgradcheck is O(numel²)
+        small = (2,) + shape[1:2] + tuple(min(s, 2) for s in shape[2:])
     else:
         small = (2,) * (len(shape) - len(pshape)) + tuple(pshape)
     x = _rand(small, F64, 0).requires_grad_()

@@ -162,3 +162,24 @@ def test_convert_sync_batchnorm_keeps_state_and_sets_the_group():
     assert type(model[4]) is nn.LayerNorm
     assert all(v is tensors[k] for k, v in model.state_dict(keep_vars=True).items())
     assert repr(model[1]) == repr(nn.SyncBatchNorm(3))
+
+
+def test_single_process_group_matches_batch_norm_and_refuses_double_backward(tmp_path):
+    """A world of one process (in this test process, torn down after): the synchronized
+    function equals batch_norm, and double backward raises instead of being wrong."""
+    dist = torch.distributed
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store1'}", rank=0, world_size=1)
+    try:
+        x = torch.randn(5, 3, 2, dtype=torch.float64, requires_grad=True)
+        w = torch.rand(3, dtype=torch.float64, requires_grad=True)
+        rm, rv = torch.zeros(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64)
+        rm2, rv2 = rm.clone(), rv.clone()
+        y = bt.sync_batch_norm(x, rm, rv, w, None, 0.2)
+        assert_close(y.detach().numpy(), bt.batch_norm(x, rm2, rv2, w, None, True, 0.2).detach().numpy(), "float64")
+        assert_close(rv.numpy(), rv2.numpy(), "float64")
+        (gx,) = torch.autograd.grad(y.sum() + (y ** 2).sum(), x, create_graph=False)
+        assert gx.shape == x.shape
+        with pytest.raises(RuntimeError, match="double backward is not supported across processes"):
+            torch.autograd.grad((bt.sync_batch_norm(x, None, None, w) ** 3).sum(), x, create_graph=True)
+    finally:
+        dist.destroy_process_group()

@@ -26,8 +26,8 @@ class BatchNormFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, input, weight, bias, running_mean, running_var, training, momentum, eps):
-        statistics = None if training else frozen_statistics(running_mean, running_var)
-        plan = batch_plan(input.ndim, eps) if training else batch_plan(input.ndim, eps, statistics)
+        plan = (batch_plan(input.ndim, eps) if training else
+                batch_plan(input.ndim, eps, frozen_statistics(running_mean, running_var)))
         y, st = norm_forward(ctx, input, weight, bias, plan)
         if training:
             update_running_stats_(running_mean, running_var, st, momentum)
