@@ -9,6 +9,8 @@ normalization by the *biased* batch variance; outputs in the input's dtype; floa
 computed in float32 or wider.
 """
 
+import functools
+
 import numpy as np
 
 from . import _numpy_kernels, alternatives, generic
@@ -190,3 +192,23 @@ def rms_norm_backward(dy, cache):
     """Backward of :func:`rms_norm_forward`: (dx, dweight)."""
     dx, dweight, _ = norm_backward(dy, cache)
     return dx, dweight
+
+
+PUBLIC = ("batch_norm_forward", "batch_norm_backward", "batch_norm_inference",
+          "layer_norm_forward", "layer_norm_backward", "rms_norm_forward", "rms_norm_backward",
+          "instance_norm_forward", "instance_norm_backward", "group_norm_forward",
+          "group_norm_backward", "batch_renorm_forward", "batch_renorm_backward")
+
+
+def functions_for(check_array_type, module_name):
+    """The public functions for one backend: each first calls ``check_array_type`` on its
+    first argument (x or dy), so that a backend never silently runs another library's
+    arrays."""
+    def wrap(fn):
+        @functools.wraps(fn)
+        def checked(first, *args, **kwargs):
+            check_array_type(first)
+            return fn(first, *args, **kwargs)
+        checked.__module__ = module_name
+        return checked
+    return {name: wrap(globals()[name]) for name in PUBLIC}

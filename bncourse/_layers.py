@@ -34,9 +34,12 @@ class Layer:
     stores the parameter gradients in ``grads`` (name → array), overwriting earlier ones."""
 
     xp = None                 # the array module, set by ``bind``
+    unavailable = None        # why ``xp`` cannot be used (e.g. CuPy missing), set by ``bind``
     param_names = ()
 
     def __init__(self):
+        if self.unavailable:
+            raise ImportError(self.unavailable)
         self.training = True
         self.grads = {}
         self._cache = None
@@ -309,8 +312,10 @@ class BatchRenorm(Layer):
 LAYERS = (BatchNorm, LayerNorm, RMSNorm, GroupNorm, InstanceNorm, BatchRenorm)
 
 
-def bind(xp, module_name):
-    """Subclasses of every layer whose parameters and buffers live in array module ``xp``."""
-    return {cls.__name__: type(cls.__name__, (cls,), {"xp": xp, "__module__": module_name,
+def bind(xp, module_name, unavailable=None):
+    """Subclasses of every layer whose parameters and buffers live in array module ``xp``;
+    with ``unavailable`` (a message) they raise ImportError when constructed."""
+    return {cls.__name__: type(cls.__name__, (cls,), {"xp": xp, "unavailable": unavailable,
+                                                      "__module__": module_name,
                                                       "__doc__": cls.__doc__})
             for cls in LAYERS}

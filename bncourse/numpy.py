@@ -14,20 +14,18 @@ Training-mode batch norm runs the blocked, multi-threaded kernels of
 
 import numpy as _np
 
-from . import _layers
-from ._api import (batch_norm_backward, batch_norm_forward, batch_norm_inference,
-                   batch_renorm_backward, batch_renorm_forward, group_norm_backward,
-                   group_norm_forward, instance_norm_backward, instance_norm_forward,
-                   layer_norm_backward, layer_norm_forward, rms_norm_backward, rms_norm_forward)
+from . import _api, _layers
 from ._threads import get_num_threads, set_num_threads
 
+
+def _check_numpy(x):
+    if not isinstance(x, _np.ndarray):
+        raise TypeError(f"bncourse.numpy expects numpy.ndarray inputs, got "
+                        f"{type(x).__module__}.{type(x).__name__}")
+
+
+globals().update(_api.functions_for(_check_numpy, __name__))
 globals().update(_layers.bind(_np, __name__))
 
-__all__ = [
-    "batch_norm_forward", "batch_norm_backward", "batch_norm_inference",
-    "layer_norm_forward", "layer_norm_backward", "rms_norm_forward", "rms_norm_backward",
-    "instance_norm_forward", "instance_norm_backward", "group_norm_forward",
-    "group_norm_backward", "batch_renorm_forward", "batch_renorm_backward",
-    "BatchNorm", "LayerNorm", "RMSNorm", "GroupNorm", "InstanceNorm", "BatchRenorm",
-    "get_num_threads", "set_num_threads",
-]
+__all__ = [*_api.PUBLIC, *(cls.__name__ for cls in _layers.LAYERS),
+           "get_num_threads", "set_num_threads"]

@@ -202,3 +202,22 @@ def test_float16_inputs_keep_float32_state_and_float16_outputs(torch, rng):
     assert_close(layer.running_var, ref.running_var.numpy(), "float32", what="running_var")
     with pytest.raises(ValueError, match="float32 or float64"):
         bnp.BatchNorm(4, dtype="float16")
+
+
+@pytest.mark.parametrize("shape", [(4096, 256), (16, 32, 40, 40)])
+def test_results_do_not_depend_on_the_thread_count(rng, shape):
+    """Tiles are reduced independently and merged in a fixed order: 1 and 2 threads give
+    bitwise-identical results (so notebooks print the same digits everywhere)."""
+    x, gamma, beta, dy = _inputs(rng, shape, "float32")
+    assert x.nbytes >= _numpy_kernels.THREAD_MIN_BYTES          # large enough to be threaded
+    before = bnp.get_num_threads()
+    try:
+        results = []
+        for n in (1, 2):
+            bnp.set_num_threads(n)
+            y, cache = bnp.batch_norm_forward(x, gamma, beta)
+            results.append((y, *bnp.batch_norm_backward(dy, cache), cache.mean, cache.var))
+    finally:
+        bnp.set_num_threads(before)
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
