@@ -15,7 +15,7 @@ sums are taken again around r = μ, which is then known well enough to make κ �
 check reads one boolean from the device (a host synchronization on CUDA).
 
 Statistics computed on different processes are combined with Chan et al.'s pairwise update
-(:func:`chan_merge`), which adds only non-negative terms.
+(:func:`bncourse.stats.merge`), which adds only non-negative terms.
 """
 
 from dataclasses import dataclass
@@ -77,8 +77,9 @@ def reference(x, dims):
 
 
 @dataclass
-class Moments:
-    """Local statistics of one tensor, keepdim-shaped (one entry per statistic)."""
+class ShiftedMoments:
+    """Local statistics of one tensor, keepdim-shaped (one entry per statistic): the
+    (n, μ, M2) of :class:`bncourse.stats.Moments` plus the shift they were summed around."""
 
     count: int        # m
     ref: object       # r in the compute dtype, or None (RMS norm: sums of x itself)
@@ -93,10 +94,10 @@ def moments(x, dims, center=True):
     m = count(x.shape, dims)
     xc = x.to(cdt)
     if not center:                               # RMS norm: M2 holds Σ x²
-        return Moments(m, None, None, sum64(xc, dims, xc), xc)
+        return ShiftedMoments(m, None, None, sum64(xc, dims, xc), xc)
     if m == 0:                                   # an empty local batch (distributed ranks)
         zeros = sum64(xc, dims)                  # float64 zeros of the statistics' shape
-        return Moments(0, zeros.to(cdt), zeros, zeros.clone(), xc)
+        return ShiftedMoments(0, zeros.to(cdt), zeros, zeros.clone(), xc)
     ref = reference(xc, dims).to(cdt)
     for attempt in range(2):
         t = xc - ref
@@ -105,27 +106,5 @@ def moments(x, dims, center=True):
         m2 = torch.clamp(b - a * a / m, min=0.0)
         mean = ref.double() + a / m
         if attempt == 1 or not bool(torch.any(b > KAPPA_MAX * m2)):
-            return Moments(m, ref, mean, m2, t)
+            return ShiftedMoments(m, ref, mean, m2, t)
         ref = mean.to(cdt)                       # recentre on the now well-known mean
-
-
-def chan_merge(counts, means, m2s):
-    """Combine per-part (n_k, μ_k, M2_k) into (n, μ, M2) — Chan, Golub & LeVeque (1979).
-
-    Pairwise, in the given order:  δ = μ_b − μ_a,  n = n_a + n_b,  μ = μ_a + δ·n_b/n,
-    M2 = M2_a + M2_b + δ²·n_a·n_b/n.  Every term of M2 is non-negative: no cancellation.
-    ``counts`` is a sequence of Python numbers; parts with n_k = 0 are skipped.
-    """
-    n, mean, m2 = 0, None, None
-    for n_b, mean_b, m2_b in zip(counts, means, m2s):
-        if n_b == 0:
-            continue
-        if n == 0:
-            n, mean, m2 = n_b, mean_b, m2_b
-            continue
-        total = n + n_b
-        delta = mean_b - mean
-        mean = mean + delta * (n_b / total)
-        m2 = m2 + m2_b + delta * delta * (n * n_b / total)
-        n = total
-    return n, mean, m2

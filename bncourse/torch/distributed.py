@@ -6,7 +6,7 @@ process's batch, so the result equals single-process batch norm on the whole bat
 Forward.  Each process computes its local (n_k, μ_k, M2_k) per channel with the shifted,
 float64-accumulated sums of :mod:`bncourse.torch._stats`; one ``all_gather`` collects them
 (world × (2C + 1) float64 values) and every process merges them in rank order with Chan
-et al.'s pairwise formula (:func:`bncourse.torch._stats.chan_merge`), so that all hold
+et al.'s pairwise formula (:func:`bncourse.stats.merge`), so that all hold
 bitwise the same (n, μ, M2) and update their running statistics identically.  Why not
 all-reduce (n, Σx, Σx²)?  Σx² − (Σx)²/n cancels catastrophically for offset data (the
 one-pass formula), and sums of squares around a *shared* reference would need a first
@@ -26,11 +26,14 @@ none is left waiting).  An argument error raised on one process only, before the
 collective, leaves the others waiting until the process group's timeout, as in PyTorch.
 """
 
+from functools import reduce
+
 import torch
 import torch.distributed as dist
 
+from ..stats import Moments, merge
 from ._normalize import batch_plan, make_stats, norm_backward, norm_forward, update_running_stats_
-from ._stats import chan_merge, moments
+from ._stats import moments
 from .functional import check_batch_norm_args
 from .modules import _BatchNorm, replace_modules, retype
 
@@ -43,9 +46,10 @@ def gathered_statistics(group):
         local = torch.cat([count, mo.mean.flatten(), mo.m2.flatten()])     # (2C + 1,)
         parts = [torch.empty_like(local) for _ in range(dist.get_world_size(group))]
         dist.all_gather(parts, local, group=group)
-        table = torch.stack(parts)                                          # (world, 2C + 1)
         C = mo.mean.numel()
-        n, mean, m2 = chan_merge(table[:, 0].tolist(), table[:, 1:C + 1], table[:, C + 1:])
+        # rank order, on every process alike: bitwise the same result everywhere
+        total = reduce(merge, (Moments(int(p[0]), p[1:C + 1], p[C + 1:]) for p in parts))
+        n, mean, m2 = total.n, total.mean, total.m2
         if n <= 1:
             raise ValueError("Expected more than 1 value per channel when training, got input "
                              f"size {xw.size()} on this process and {int(n)} value(s) per "
