@@ -2,6 +2,7 @@
 dependencies that skip with a reason (or fail, under BNCOURSE_STRICT=1 as in CI)."""
 
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -44,13 +45,14 @@ def assert_close(actual, expected, dtype=None, *, rtol=None, what="value"):
 
 
 def optional(module):
-    """Import an optional dependency, or skip (fail under BNCOURSE_STRICT=1) with a reason."""
+    """Import an optional dependency, or skip (fail under BNCOURSE_STRICT=1) with a reason.
+    Usable at module level (skips the whole file)."""
     try:
         return __import__(module)
     except ImportError as exc:
         if STRICT:
             pytest.fail(f"{module} is required under BNCOURSE_STRICT=1: {exc}")
-        pytest.skip(f"{module} is not installed")
+        pytest.skip(f"{module} is not installed", allow_module_level=True)
 
 
 @pytest.fixture
@@ -58,6 +60,13 @@ def torch():
     t = optional("torch")
     t.manual_seed(0)
     return t
+
+
+@pytest.fixture(autouse=True)
+def _seed_torch():
+    """Tests that draw from torch's global generator see the same numbers on every run."""
+    if "torch" in sys.modules:
+        sys.modules["torch"].manual_seed(0)
 
 
 @pytest.fixture
