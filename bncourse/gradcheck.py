@@ -6,7 +6,7 @@ For a scalar function f of an array x, the central difference
 
 has a truncation error of order h²·|f'''| (the even terms of the Taylor series cancel) and a
 rounding error of order u·|f|/h, u the unit roundoff of the arithmetic.  The total is
-smallest near h ≈ u^(1/3) (about 6e-6 in float64), where both are about u^(2/3) ≈ 4e-11
+smallest near h ≈ u^(1/3) (about 5e-6 in float64), where both are about u^(2/3) ≈ 2e-11
 relative: a finite-difference check can confirm a float64 gradient to roughly 10 digits,
 never to 16.  Everything here runs in float64 on NumPy arrays; it is written for checking,
 not for speed (2 evaluations of f per entry).
