@@ -68,13 +68,19 @@ def supports(x):
 
 @dataclass(frozen=True)
 class Plan:
-    """How a C-contiguous (N, C, *spatial) array is cut into tiles of whole matrix rows."""
+    """How a C-contiguous (N, C, *spatial) array is cut into tiles of whole matrix rows.
+
+    The channel of a matrix row repeats with a period (one tile's rows for columns, one
+    sample's C·K rows for planes) and no tile crosses a period boundary, so every per-channel
+    operand of a tile is a slice of one (period, row_len) *pattern*.
+    """
 
     layout: str        # "columns" or "planes"
     N: int
     C: int
     K: int             # planes: segments per plane (1 for columns)
     row_len: int       # columns: C; planes: L / K
+    period: int        # rows after which the channel layout repeats
     tiles: tuple       # ((r0, r1), ...) row bands of the matrix view
     threads: int
 
@@ -91,10 +97,23 @@ class Plan:
         """The 2-D view (rows, row_len) of a C-contiguous array of this plan's shape."""
         return a.reshape(self.rows, self.row_len)
 
-    def per_row(self, v, dtype):
-        """Planes: a per-channel vector (C,) repeated for each row, as a (rows, 1) column."""
-        rows = np.broadcast_to(v[None, :, None], (self.N, self.C, self.K)).reshape(-1, 1)
-        return rows.astype(dtype)
+    def pattern(self, v, dtype):
+        """A per-channel vector (C,) laid out as one period of the matrix, (period, row_len).
+
+        Materialized when the pattern is reused by at least 4 periods: NumPy runs a ufunc on
+        two same-shape contiguous operands 2-3x faster than on a broadcast row or column.
+        Otherwise a zero-copy broadcast view."""
+        v = v.astype(dtype)
+        if self.layout == "planes":
+            v = np.repeat(v, self.K)[:, None]                 # row c·K + k holds v[c]
+        view = np.broadcast_to(v, (self.period, self.row_len))
+        return np.ascontiguousarray(view) if self.rows >= 4 * self.period else view
+
+    @staticmethod
+    def part(pattern, r0, r1):
+        """The slice of a pattern that lines up with tile rows r0:r1."""
+        start = r0 % pattern.shape[0]
+        return pattern[start:start + (r1 - r0)]
 
     def channel_sums(self, a):
         """Planes: per-row float64 sums (rows,) added up per channel (C,)."""
@@ -105,16 +124,18 @@ def make_plan(shape, itemsize):
     N, C = shape[0], shape[1]
     L = math.prod(shape[2:])
     if L == 1:
-        layout, K, row_len = "columns", 1, C
+        layout, K, row_len, rows = "columns", 1, C, N
         per_tile = max(RUN_ROWS, TILE_BYTES // (C * itemsize) // RUN_ROWS * RUN_ROWS)
-        rows = N
+        period = per_tile
     else:
         K = _segments(L)
         layout, row_len, rows = "planes", L // K, N * C * K
         per_tile = max(1, TILE_BYTES // (row_len * itemsize))
-    tiles = tuple((r, min(r + per_tile, rows)) for r in range(0, rows, per_tile))
+        period = C * K                                        # one sample
+    starts = [p + r for p in range(0, rows, period) for r in range(0, min(period, rows - p), per_tile)]
+    ends = [min(s + per_tile, (s // period + 1) * period, rows) for s in starts]
     threads = 1 if N * C * L * itemsize < THREAD_MIN_BYTES else _threads.get_num_threads()
-    return Plan(layout, N, C, K, row_len, tiles, threads)
+    return Plan(layout, N, C, K, row_len, period, tuple(zip(starts, ends)), threads)
 
 
 def _ones(n, dtype, _cache={}):
@@ -161,30 +182,29 @@ def reference(X3):
     return sample.mean(axis=(0, 2), dtype=np.float64)
 
 
-def _centered_sums(plan, X, T, r, DY=None):
-    """One sweep over the tiles: T = X − r, then per channel, in float64,
-    (Σ T, Σ T²) — or, given DY, (Σ DY, Σ DY·T) for the backward pass."""
+def _centered_sums(plan, X, T, R, DY=None):
+    """One sweep over the tiles: T = X − r (R: the pattern of r), then per channel, in
+    float64, (Σ T, Σ T²) — or, given DY, (Σ DY, Σ DY·T) for the backward pass."""
     dt = X.dtype
+    part = plan.part
     if plan.layout == "planes":
         ones = _ones(plan.row_len, dt)
-        r_rows = plan.per_row(r, dt)
         S1, S2 = np.empty(plan.rows), np.empty(plan.rows)
 
         def tile(g, r0, r1):
             t = T[r0:r1]
-            np.subtract(X[r0:r1], r_rows[r0:r1], out=t)
+            np.subtract(X[r0:r1], part(R, r0, r1), out=t)
             a = t if DY is None else DY[r0:r1]
             S1[r0:r1] = np.matmul(a, ones)
             S2[r0:r1] = np.vecdot(a, t)
         _run(plan, tile)
         return plan.channel_sums(S1), plan.channel_sums(S2)
 
-    r_ = r.astype(dt)
     S1, S2 = np.empty((len(plan.tiles), plan.C)), np.empty((len(plan.tiles), plan.C))
 
     def tile(g, r0, r1):
         t = T[r0:r1]
-        np.subtract(X[r0:r1], r_, out=t)
+        np.subtract(X[r0:r1], part(R, r0, r1), out=t)
         a = t if DY is None else DY[r0:r1]
         S1[g] = _column_sums(a)
         S2[g] = _column_dots(a, t)
@@ -198,7 +218,7 @@ def statistics(plan, X, T):
     r = reference(X.reshape(plan.N, plan.C, -1)).astype(X.dtype)
     m = plan.count
     for attempt in range(2):
-        A, B = _centered_sums(plan, plan.matrix(X), plan.matrix(T), r)
+        A, B = _centered_sums(plan, plan.matrix(X), plan.matrix(T), plan.pattern(r, X.dtype))
         r64 = r.astype(np.float64)
         M2 = np.maximum(B - A * A / m, 0.0)
         mean = r64 + A / m
@@ -255,21 +275,17 @@ def forward(x, gamma, beta, eps):
 def _affine_(plan, A, scale, offset, D=None, k=None):
     """In place, per tile: A = A·scale + offset, or, given D and k, A = k·(D − (A·scale + offset));
     scale, offset, k are float64 per-channel vectors (C,), rounded to A's dtype."""
-    dt = A.dtype
-    if plan.layout == "planes":
-        vecs = [plan.per_row(v, dt) for v in (scale, offset, k) if v is not None]
-        part = lambda v, r0, r1: v[r0:r1]
-    else:
-        vecs = [v.astype(dt) for v in (scale, offset, k) if v is not None]
-        part = lambda v, r0, r1: v
+    S, O = plan.pattern(scale, A.dtype), plan.pattern(offset, A.dtype)
+    Kp = None if k is None else plan.pattern(k, A.dtype)
+    part = plan.part
 
     def tile(g, r0, r1):
         a = A[r0:r1]
-        np.multiply(a, part(vecs[0], r0, r1), out=a)
-        np.add(a, part(vecs[1], r0, r1), out=a)
+        np.multiply(a, part(S, r0, r1), out=a)
+        np.add(a, part(O, r0, r1), out=a)
         if D is not None:
             np.subtract(D[r0:r1], a, out=a)
-            np.multiply(a, part(vecs[2], r0, r1), out=a)
+            np.multiply(a, part(Kp, r0, r1), out=a)
     _run(plan, tile, reverse=True)
 
 
@@ -285,7 +301,8 @@ def backward(dy, cache):
     plan, X = cache.plan, cache.X
     DY = np.ascontiguousarray(dy, dtype=X.dtype)
     DX = np.empty_like(X)
-    sum_dy, sum_dy_t = _centered_sums(plan, plan.matrix(X), plan.matrix(DX), cache.r, DY=plan.matrix(DY))
+    sum_dy, sum_dy_t = _centered_sums(plan, plan.matrix(X), plan.matrix(DX), plan.pattern(cache.r, X.dtype),
+                                      DY=plan.matrix(DY))
     r_minus_mean = cache.r.astype(np.float64) - cache.mean
     sum_dy_xhat = cache.invstd * (sum_dy_t + r_minus_mean * sum_dy)
 
