@@ -70,8 +70,8 @@ def supports(x):
 class Plan:
     """How a C-contiguous (N, C, *spatial) array is cut into tiles of whole matrix rows.
 
-    The channel of a matrix row repeats with a period (one tile's rows for columns, one
-    sample's C·K rows for planes) and no tile crosses a period boundary, so every per-channel
+    The channel of a matrix row repeats with a period (one tile's rows for columns, a whole
+    number of samples' C·K rows for planes) and no tile crosses a period boundary, so every per-channel
     operand of a tile is a slice of one (period, row_len) *pattern*.
     """
 
@@ -105,7 +105,8 @@ class Plan:
         Otherwise a zero-copy broadcast view."""
         v = v.astype(dtype)
         if self.layout == "planes":
-            v = np.repeat(v, self.K)[:, None]                 # row c·K + k holds v[c]
+            samples = self.period // (self.C * self.K)        # row n·C·K + c·K + k holds v[c]
+            v = np.tile(np.repeat(v, self.K), samples)[:, None]
         view = np.broadcast_to(v, (self.period, self.row_len))
         return np.ascontiguousarray(view) if self.rows >= 4 * self.period else view
 
@@ -131,11 +132,17 @@ def make_plan(shape, itemsize):
         K = _segments(L)
         layout, row_len, rows = "planes", L // K, N * C * K
         per_tile = max(1, TILE_BYTES // (row_len * itemsize))
-        period = C * K                                        # one sample
-    starts = [p + r for p in range(0, rows, period) for r in range(0, min(period, rows - p), per_tile)]
-    ends = [min(s + per_tile, (s // period + 1) * period, rows) for s in starts]
+        period = C * K * max(1, per_tile // (C * K))          # whole samples per period
+    tiles = []
+    for p in range(0, rows, period):                 # equal tiles within each period
+        span = min(period, rows - p)
+        n = math.ceil(span / per_tile)
+        cuts = [p + span * i // n for i in range(n + 1)]
+        if layout == "columns":                      # keep whole runs of RUN_ROWS rows
+            cuts = [p + min(span, (c - p) // RUN_ROWS * RUN_ROWS) for c in cuts[:-1]] + [p + span]
+        tiles += [(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
     threads = 1 if N * C * L * itemsize < THREAD_MIN_BYTES else _threads.get_num_threads()
-    return Plan(layout, N, C, K, row_len, period, tuple(zip(starts, ends)), threads)
+    return Plan(layout, N, C, K, row_len, period, tuple(tiles), threads)
 
 
 def _ones(n, dtype, _cache={}):

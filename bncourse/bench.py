@@ -18,6 +18,7 @@ generic path on CuPy and torch on CUDA against a device-to-device copy, with CUD
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -122,6 +123,9 @@ def main(argv=None):
     p.add_argument("--json", default=None,
                    help="also write the raw results to this file (cupy: or folder, as <gpu-name>.json)")
     args = p.parse_args(argv)
+    # PyTorch's OpenMP workers spin after each call by default; interleaved with our threads
+    # they would steal a core from the next candidate.  Passive waiting keeps turns fair.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if args.shapes is not None:
         args.shapes = [tuple(map(int, s.split("x"))) for s in args.shapes]
     if args.backend == "cupy":

@@ -8,7 +8,8 @@ import bncourse.numpy as bnp
 from bncourse import _numpy_kernels, generic
 from conftest import assert_close, tol
 
-SHAPES = [(8, 5), (3, 4, 7), (4, 3, 5, 6), (2, 3, 4, 5, 3), (256, 64), (2, 8, 131, 129)]
+SHAPES = [(8, 5), (3, 4, 7), (4, 3, 5, 6), (2, 3, 4, 5, 3), (256, 64), (2, 8, 131, 129),
+          (2500, 256), (5000, 3, 5)]   # the last two: several tile periods and a ragged remainder
 DTYPES = ["float64", "float32"]
 
 
