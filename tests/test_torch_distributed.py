@@ -4,9 +4,9 @@ on loopback (gloo, a file store in a temporary directory), uneven batches (a pro
 batch: outputs, input gradients, parameter gradients (summed over processes, as
 DistributedDataParallel does) and running statistics on every process.
 
-Processes come from a ``forkserver`` that imports torch once (a fresh interpreter per
-process would import it every time: ~3 s each on 2 cores); they are forked from that
-single-threaded server, never from the test process, and always reaped."""
+The processes are started, collected and reaped by :func:`bncourse.torch.local_world.run`
+(a ``forkserver`` that imports torch once: a fresh interpreter per process would import it
+every time, ~3 s each on 2 cores), which the book's distributed chapter uses too."""
 
 import time
 
@@ -16,11 +16,11 @@ import pytest
 from conftest import assert_close, optional
 
 torch = optional("torch")
-import torch.multiprocessing as mp  # noqa: E402
 from torch import nn  # noqa: E402
 
 import _torch_dist_worker as worker  # noqa: E402
 import bncourse.torch as bt  # noqa: E402
+from bncourse.torch import local_world  # noqa: E402
 
 if not torch.distributed.is_available():   # pragma: no cover - all CPU wheels have it
     pytest.skip("torch.distributed is not available", allow_module_level=True)
@@ -56,46 +56,6 @@ def _scenarios(world, seed=0):
     return out
 
 
-def _context():
-    if "forkserver" not in mp.get_all_start_methods():      # pragma: no cover - not Linux/macOS
-        return mp.get_context("spawn")
-    ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["_torch_dist_worker"])      # torch is imported by the server
-    return ctx
-
-
-def _spawn(world, scenarios, tmp_path):
-    """Run the worker on ``world`` processes; always reap them (terminate, then kill)."""
-    ctx = _context()
-    queue = ctx.Queue()
-    store = str(tmp_path / f"store{world}")
-    procs = [ctx.Process(target=worker.worker, args=(r, world, store, scenarios, queue), daemon=True)
-             for r in range(world)]
-    deadline = time.monotonic() + DEADLINE_S
-    try:
-        for p in procs:
-            p.start()
-        results = {}
-        while len(results) < world:
-            rank, status, payload = queue.get(timeout=max(1.0, deadline - time.monotonic()))
-            if status != "ok":
-                pytest.fail(f"rank {rank} failed:\n{payload}")
-            results[rank] = payload
-        return [results[r] for r in range(world)]
-    finally:
-        started = [p for p in procs if p.pid is not None]
-        for p in started:
-            p.join(timeout=max(0.1, deadline - time.monotonic()))
-        for p in started:
-            if p.is_alive():
-                p.terminate()
-                p.join(5)
-            if p.is_alive():
-                p.kill()
-                p.join()
-        queue.close()
-
-
 def _reference(kind, C):
     if kind == "cnn":
         return worker.small_cnn()
@@ -118,8 +78,8 @@ def _check(world, scenarios, per_rank):
                 assert np.all(r["buffers"]["running_mean"] == 0) and np.all(r["buffers"]["running_var"] == 1)
             continue
         ref = _reference(kind, xs[0][0].shape[1])
-        expected = worker.module_steps(ref, [torch.from_numpy(np.concatenate(x)) for x in xs],
-                                       [torch.from_numpy(np.concatenate(d)) for d in dys])
+        expected = local_world.run_steps(ref, [torch.from_numpy(np.concatenate(x)) for x in xs],
+                                         [torch.from_numpy(np.concatenate(d)) for d in dys])
         for step, want in enumerate(expected):
             for key, value in want.items():
                 value = value.detach().numpy()
@@ -134,10 +94,10 @@ def _check(world, scenarios, per_rank):
 
 
 @pytest.mark.parametrize("world", [2, 3])
-def test_sync_batch_norm_equals_single_process_on_the_whole_batch(world, tmp_path):
+def test_sync_batch_norm_equals_single_process_on_the_whole_batch(world):
     scenarios = _scenarios(world)
     start = time.perf_counter()
-    per_rank = _spawn(world, scenarios, tmp_path)
+    per_rank = local_world.run(worker.run_scenarios, world, (scenarios,), timeout=DEADLINE_S)
     print(f"\n{world} processes: spawn + run + join {time.perf_counter() - start:.1f} s")
     _check(world, scenarios, per_rank)
 
