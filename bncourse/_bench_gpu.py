@@ -55,6 +55,29 @@ def results_path(path, name):
     return path
 
 
+def save_results(path, meta, results):
+    """Write one benchmark run (``meta``: device and versions; ``results``: a list of
+    :func:`summarize` entries) as JSON to ``path``; returns ``path``."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w") as f:
+        json.dump({**meta, "results": results}, f, indent=1)
+    return path
+
+
+def load_results(folder):
+    """Every results file in ``folder`` as [(file name, document)], sorted by name; [] if
+    the folder is missing or holds none. Each document has at least ``device`` and
+    ``results`` (entries with ``shape``, ``dtype``, ``of_copy``, ``traffic_of_copy``)."""
+    if not os.path.isdir(folder):
+        return []
+    found = []
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".json"):
+            with open(os.path.join(folder, name)) as f:
+                found.append((name, json.load(f)))
+    return found
+
+
 def _torch_cuda():
     try:
         import torch
@@ -228,8 +251,6 @@ def main(args):
     print("fwd/copy, bwd/copy: effective bandwidth (bytes that must move / time) over the copy's; "
           "/t: time over torch's")
     if args.json:
-        path = results_path(args.json, name)
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         meta = {"device": name,
                 "multiprocessors": cp.cuda.Device().attributes["MultiProcessorCount"],
                 "l2_bytes": cp.cuda.Device().attributes["L2CacheSize"],
@@ -239,6 +260,4 @@ def main(args):
                 "python": platform.python_version(), "repeat": args.repeat,
                 "bytes_that_must_move": {p: f"{k} x |x|" for p, k in MUST_MOVE.items()},
                 "fused_traffic": {p: f"{k} x |x|" for p, k in FUSED_TRAFFIC.items()}}
-        with open(path, "w") as f:
-            json.dump({**meta, "results": results}, f, indent=1)
-        print(f"wrote {path}")
+        print(f"wrote {save_results(results_path(args.json, name), meta, results)}")

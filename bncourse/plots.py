@@ -108,3 +108,35 @@ def norm_axes_figure(kinds=NORMS, shape=(4, 6, 5), num_groups=2, n=0, c=0, ncols
         draw_norm_cube(ax, statistic_mask(kind, shape, num_groups, n, c), TITLES.get(kind, kind))
     fig.tight_layout()
     return fig
+
+
+def gpu_results_figure(results):
+    """Bar charts of GPU benchmark files, one panel per file, titled with the device.
+
+    ``results``: [(file name, document)] as returned by ``bncourse._bench_gpu.load_results``.
+    For each (shape, dtype) entry, four bars: the fused forward and backward's ``of_copy``
+    (effective bandwidth over a copy's) and ``traffic_of_copy`` (real traffic over a copy's);
+    dotted lines at the two-pass ceilings of ``of_copy`` (2/3 forward, 3/5 backward).
+    Returns the matplotlib Figure."""
+    import matplotlib.pyplot as plt
+
+    from ._bench_gpu import FUSED_TRAFFIC, MUST_MOVE
+
+    ceilings = [MUST_MOVE[p] / FUSED_TRAFFIC[p] for p in ("fwd", "bwd")]
+    fig, axes = plt.subplots(1, len(results), figsize=(6.5 * len(results), 3.8), squeeze=False)
+    series = [("fused fwd", "of_copy"), ("fused bwd", "of_copy"),
+              ("fused fwd", "traffic_of_copy"), ("fused bwd", "traffic_of_copy")]
+    for ax, (name, doc) in zip(axes[0], results):
+        rows = doc["results"]
+        pos = np.arange(len(rows))
+        for k, (key, measure) in enumerate(series):
+            ax.bar(pos + (k - 1.5) * 0.2, [r[measure].get(key, np.nan) for r in rows], 0.2,
+                   label=f"{key}: {measure}")
+        for level in ceilings:
+            ax.axhline(level, color="0.5", ls=":")
+        ax.set_xticks(pos, [f"{tuple(r['shape'])}\n{r['dtype']}" for r in rows], fontsize=7)
+        ax.set_ylabel("fraction of the copy's bandwidth")
+        ax.set_title(f"{doc['device']} (measured, {name})", fontsize=9)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

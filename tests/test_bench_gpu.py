@@ -41,3 +41,38 @@ def test_results_file_is_named_after_the_gpu(tmp_path):
     assert _bench_gpu.results_path(str(tmp_path), name) == str(tmp_path / "NVIDIA-H100-80GB-HBM3.json")
     assert _bench_gpu.results_path("benchmarks/results/", name).endswith("results/NVIDIA-H100-80GB-HBM3.json")
     assert _bench_gpu.results_path(str(tmp_path / "mine.json"), name) == str(tmp_path / "mine.json")
+
+
+def _synthetic_run(device):
+    # Made-up times to exercise the file format and the plot; never written to benchmarks/.
+    t = {"copy": 2e-6, "fused fwd": 4e-6, "fused bwd": 5e-6, "fused fwd+bwd": 9e-6}
+    return {"device": device, "repeat": 1}, [_bench_gpu.summarize((1000, 250), "float32", t),
+                                            _bench_gpu.summarize((500, 250), "float16", t)]
+
+
+def test_results_round_trip_and_plot(tmp_path):
+    pytest.importorskip("matplotlib")
+    import matplotlib
+    matplotlib.use("Agg")
+    from bncourse import plots
+
+    assert _bench_gpu.load_results(str(tmp_path / "missing")) == []
+    for device in ("GPU B", "GPU A"):
+        meta, results = _synthetic_run(device)
+        path = _bench_gpu.save_results(_bench_gpu.results_path(str(tmp_path) + "/", device), meta, results)
+        assert path.endswith(device.replace(" ", "-") + ".json")
+    (tmp_path / "notes.txt").write_text("not a results file")
+    loaded = _bench_gpu.load_results(str(tmp_path))
+    assert [name for name, _ in loaded] == ["GPU-A.json", "GPU-B.json"]
+    assert loaded[0][1]["device"] == "GPU A"
+    entry = loaded[0][1]["results"][1]
+    assert (entry["shape"], entry["dtype"], entry["bytes"]) == ([500, 250], "float16", 250_000)
+    assert entry["of_copy"]["fused fwd"] == pytest.approx(0.5)          # copy time / fwd time
+
+    fig = plots.gpu_results_figure(loaded)
+    axes = fig.get_axes()
+    assert [ax.get_title() for ax in axes] == ["GPU A (measured, GPU-A.json)", "GPU B (measured, GPU-B.json)"]
+    heights = [p.get_height() for p in axes[0].patches]
+    assert len(heights) == 4 * 2                              # 4 bars per (shape, dtype)
+    assert heights[0] == pytest.approx(0.5)                   # fused fwd of_copy, first entry
+    assert sorted(line.get_ydata()[0] for line in axes[0].get_lines()) == pytest.approx([0.6, 2 / 3])
