@@ -20,12 +20,13 @@ from . import _api, _layers
 
 try:
     import cupy as _cp
-except ImportError:  # pragma: no cover - depends on the machine
-    _cp = None
+    _CUPY_IMPORT_ERROR = None
+except ImportError as exc:  # pragma: no cover - depends on the machine
+    _cp, _CUPY_IMPORT_ERROR = None, exc
 
-NO_CUPY = ("bncourse.cupy needs CuPy and a CUDA GPU, and CuPy is not installed: "
-           "pip install 'bncourse[gpu]' (cupy-cuda12x) on a machine with an NVIDIA driver, "
-           "or use bncourse.numpy")
+NO_CUPY = ('bncourse.cupy needs CuPy and a CUDA GPU, and CuPy is not installed: '
+           'pip install "bncourse[gpu]" (cupy-cuda12x) on a machine with an NVIDIA driver, '
+           'or use bncourse.numpy')
 NO_DEVICE = ("bncourse.cupy needs a CUDA GPU: CuPy is installed but sees no usable CUDA "
              "device (cupy.cuda.is_available() is False); use bncourse.numpy on this machine")
 
@@ -43,7 +44,9 @@ def is_available():
 def unavailable_error():
     """The exception saying why this backend cannot run here, or None if it can."""
     if _cp is None:
-        return ImportError(NO_CUPY)
+        error = ImportError(NO_CUPY)
+        error.__cause__ = _CUPY_IMPORT_ERROR  # raised, it reads "... was the direct cause"
+        return error
     return None if is_available() else RuntimeError(NO_DEVICE)
 
 
