@@ -195,11 +195,16 @@ def main(argv: list[str] | None = None) -> int:
             stale.append(path)
             if not args.check:
                 nbformat.write(nb, path)
-    verb = "would change" if args.check else "rewritten"
+    return report(stale, len(paths), "notebook(s)", args.check)
+
+
+def report(stale: list[Path], total: int, noun: str, check: bool) -> int:
+    """Name the files that changed (or would: ``check``); the exit status of the command."""
+    verb = "would change" if check else "rewritten"
     for path in stale:
         print(f"{verb}: {shown(path)}")
-    print(f"{len(paths)} notebook(s), {len(stale)} {verb}")
-    return 1 if args.check and stale else 0
+    print(f"{total} {noun}, {len(stale)} {verb}")
+    return 1 if check and stale else 0
 
 
 if __name__ == "__main__":
