@@ -18,9 +18,9 @@ CuPy, RuntimeError with CuPy but no CUDA device).
 
 from . import _api, _layers
 
+_CUPY_IMPORT_ERROR: ImportError | None = None  # why `import cupy` failed, for chaining
 try:
     import cupy as _cp
-    _CUPY_IMPORT_ERROR = None
 except ImportError as exc:  # pragma: no cover - depends on the machine
     _cp, _CUPY_IMPORT_ERROR = None, exc
 
