@@ -318,7 +318,7 @@ def source_cell(path: str, pyobject: str):
     for attr in pyobject.split("."):
         obj = getattr(obj, attr)
     code = f"{SOURCE_IMPORT}\nimport {module}\n\n{SOURCE_CALL.format(obj=f'{module}.{pyobject}')}"
-    shown = textwrap.dedent(inspect.getsource(obj))
+    shown = inspect.getsource(obj) + "\n"  # what SOURCE_CALL prints
     output = nbformat.v4.new_output("stream", name="stdout", text=shown)
     return nbformat.v4.new_code_cell(code, outputs=[output])
 
