@@ -270,6 +270,7 @@ def test_the_install_cell_stays_first_and_collapsed(book):
     ("{doc}`99_missing`", "no such chapter"),
     ("[x](../README.md)", "not a chapter"),
     ("```{exercise}\nunclosed", "unclosed fence"),
+    ("```{literalinclude} ../_toc.yml\n:start-at: no such line\n```", "not found"),
 ])
 def test_what_it_cannot_express_is_an_error(book, text, words):
     root = book("02_second", [md("# Second\n\n" + text)])

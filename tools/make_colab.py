@@ -325,17 +325,20 @@ def source_cell(path: str, pyobject: str):
 
 def region(path: str, options: dict, root: Path) -> str:
     """The lines of a file that ``:start-at:``/``:end-before:`` (etc.) select, like Sphinx."""
-    base = root / "book"
-    lines = (base / path).resolve().read_text(encoding="utf-8").splitlines()
-    start = 0
+    lines = (root / "book" / path).resolve().read_text(encoding="utf-8").splitlines()
+
+    def find(key: str, first: int) -> int:
+        found = next((k for k in range(first, len(lines)) if key in lines[k]), None)
+        if found is None:
+            raise ConversionError(f"literalinclude {path}: {key!r} not found")
+        return found
+
+    start, end = 0, len(lines)
     if "start-at" in options or "start-after" in options:
-        key = options.get("start-at") or options["start-after"]
-        start = next(k for k, line in enumerate(lines) if key in line)
+        start = find(options.get("start-at") or options["start-after"], 0)
         start += 0 if "start-at" in options else 1
-    end = len(lines)
     if "end-before" in options or "end-at" in options:
-        key = options.get("end-before") or options["end-at"]
-        end = next(k for k in range(start, len(lines)) if key in lines[k])
+        end = find(options.get("end-before") or options["end-at"], start)
         end += 1 if "end-at" in options else 0
     return textwrap.dedent("\n".join(lines[start:end])).strip("\n")
 
