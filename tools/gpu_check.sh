@@ -2,7 +2,8 @@
 # The GPU check (issue 11): every GPU test and the GPU benchmark, in one run, through the
 # public entry points (pytest -m gpu, python3 -m bncourse.bench --backend cupy).
 #
-#   bash tools/gpu_check.sh            # results under $OUT, or ./gpu_results if OUT is unset
+#   bash tools/gpu_check.sh                    # results under $OUT, or ./gpu_results if unset
+#   OUT=/tmp/gpu bash tools/gpu_check.sh       # anywhere else
 #
 # Steps, each under `timeout`, none stopping the others (about 8 minutes at most in all):
 #   env         nvidia-smi, Python/NumPy/torch/CuPy versions, torch.cuda.is_available(),
@@ -71,6 +72,7 @@ run_step() {
 }
 
 env_step() {
+    echo "bncourse checkout: $(git rev-parse HEAD 2>/dev/null || echo 'not a git checkout')"
     if command -v nvidia-smi >/dev/null 2>&1; then
         nvidia-smi
     else
@@ -79,7 +81,7 @@ env_step() {
     if ! "$PYTHON" -c "import array_api_compat" 2>/dev/null; then
         if ls "$WHEELS"/array_api_compat-*.whl >/dev/null 2>&1; then
             echo "array-api-compat missing: installing the carried wheel from $WHEELS"
-            "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
+            "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
                 --target /tmp/bncourse_gpu_site "$WHEELS"/array_api_compat-*.whl || return 1
         fi
     fi
