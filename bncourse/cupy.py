@@ -16,7 +16,8 @@ are there, and every function or layer raises a clear error otherwise (ImportErr
 CuPy, RuntimeError with CuPy but no CUDA device).
 """
 
-from . import _api, _layers
+from . import functional as _api
+from . import layers as _layers
 
 try:
     import cupy as _cp

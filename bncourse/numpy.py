@@ -14,8 +14,9 @@ Training-mode batch norm runs the blocked, multi-threaded kernels of
 
 import numpy as _np
 
-from . import _api, _layers
-from ._threads import get_num_threads, set_num_threads
+from . import functional as _api
+from . import layers as _layers
+from .kernels.threads import get_num_threads, set_num_threads
 
 
 def _check_numpy(x):

@@ -13,7 +13,7 @@ import numbers
 
 import torch
 
-from .._validation import check_ndim
+from ..core.validation import check_ndim
 from ._stats import FLOAT_DTYPES
 
 

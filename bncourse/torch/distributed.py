@@ -31,7 +31,7 @@ from functools import reduce
 import torch
 import torch.distributed as dist
 
-from ..stats import Moments, merge
+from ..course.stats import Moments, merge
 from ._normalize import batch_plan, make_stats, norm_backward, norm_forward, update_running_stats_
 from ._stats import moments
 from .functional import check_batch_norm_args

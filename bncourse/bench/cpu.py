@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 
-from . import numpy as bnp
+from .. import numpy as bnp
 
 DEFAULT_SHAPES = [(256, 1024), (4096, 1024), (32, 64, 56, 56), (8, 256, 28, 28)]
 
@@ -129,7 +129,7 @@ def main(argv=None):
     if args.shapes is not None:
         args.shapes = [tuple(map(int, s.split("x"))) for s in args.shapes]
     if args.backend == "cupy":
-        from . import _bench_gpu
+        from . import gpu as _bench_gpu
         return _bench_gpu.main(args)
     shapes = args.shapes or DEFAULT_SHAPES
     args.dtypes = args.dtypes or ["float32", "float64"]

@@ -1,0 +1,7 @@
+"""Policy every backend shares, written once.
+
+``policy`` (constants, compute dtype), ``running`` (the running-statistics rule),
+``validation`` (the one argument contract), ``moments`` (Moments and the Chan merge),
+``xp`` (array-namespace lookup), ``closed_form`` and ``alternatives`` (the normalizations
+in closed form on the array API).  Nothing here imports a backend or a kernel.
+"""
