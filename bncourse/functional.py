@@ -9,35 +9,22 @@ normalization by the *biased* batch variance; outputs in the input's dtype; floa
 computed in float32 or wider.
 """
 
-import functools
-import sys
-
-import numpy as np
+import math
 
 from .core import alternatives
 from .core import closed_form as generic
-from .kernels import numpy_tiles as _numpy_kernels
+from .kernels import select
 from .core.validation import (check_array, check_batch_size, check_channel_vector, check_eps,
                           check_grad, check_ndim)
 
 
-def fast_kernels(x):
-    """The fast batch-norm kernels for ``x``'s array library, or None for the generic path:
-    ``_numpy_kernels`` for NumPy arrays, the fused CUDA kernels of ``_cupy_kernels`` for
-    CuPy arrays (imported on first use: NumPy users never import CuPy)."""
-    if isinstance(x, np.ndarray):
-        return _numpy_kernels if _numpy_kernels.supports(x) else None
-    cupy = sys.modules.get("cupy")          # a CuPy array means CuPy is imported already
-    if cupy is not None and isinstance(x, cupy.ndarray):
-        from .kernels import cuda as _cupy_kernels
-        return _cupy_kernels if _cupy_kernels.supports(x) else None
-    return None
+fast_kernels = select     # the one selector (tests may monkeypatch this name)
 
 
-def _check_batch_norm_inputs(x, eps, **vectors):
+def _check_batch_norm_inputs(x, eps, training=True, op="batch_norm", **vectors):
     check_array(x)
     check_ndim(x, 2, 5)
-    check_eps(eps)
+    check_eps(eps, training, op)
     for name, v in vectors.items():
         check_channel_vector(v, x.shape[1], name)
 
@@ -86,12 +73,18 @@ def batch_norm_inference(x, running_mean, running_var, gamma=None, beta=None, ep
 
         y = γ · (x − running_mean) / sqrt(running_var + ε) + β.
 
-    x: (N, C, *spatial); running_mean, running_var, gamma, beta: (C,).  Returns y.
+    x: (N, C, *spatial); running_mean, running_var, gamma, beta: (C,); eps >= 0.  Returns y.
     """
-    _check_batch_norm_inputs(x, eps, running_mean=running_mean, running_var=running_var,
-                             gamma=gamma, beta=beta)
-    y, _ = generic.batch_norm_inference(x, running_mean, running_var, gamma, beta, eps)
+    y, _ = batch_norm_frozen_forward(x, running_mean, running_var, gamma, beta, eps)
     return y
+
+
+def batch_norm_frozen_forward(x, running_mean, running_var, gamma=None, beta=None, eps=1e-5):
+    """:func:`batch_norm_inference` that also returns the cache of its backward (frozen-BN
+    fine-tuning: μ, σ² are constants), for the eval mode of the layers.  Returns (y, cache)."""
+    _check_batch_norm_inputs(x, eps, False, running_mean=running_mean, running_var=running_var,
+                             gamma=gamma, beta=beta)
+    return generic.batch_norm_inference(x, running_mean, running_var, gamma, beta, eps)
 
 
 # ----------------------------------------------------------------------------- alternatives
@@ -122,7 +115,7 @@ def layer_norm_forward(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     Returns (y, cache)."""
     check_array(x)
     shape = _normalized_shape(x, normalized_shape)
-    check_eps(eps)
+    check_eps(eps, False, "layer_norm")
     _check_param(weight, shape, "weight")
     _check_param(bias, shape, "bias")
     return alternatives.layer_norm_forward(x, shape, weight, bias, eps)
@@ -134,7 +127,7 @@ def rms_norm_forward(x, normalized_shape, weight=None, eps=None):
     check_array(x)
     shape = _normalized_shape(x, normalized_shape)
     if eps is not None:
-        check_eps(eps)
+        check_eps(eps, False, "rms_norm")
     _check_param(weight, shape, "weight")
     return alternatives.rms_norm_forward(x, shape, weight, eps)
 
@@ -144,8 +137,8 @@ def instance_norm_forward(x, weight=None, bias=None, eps=1e-5):
     x: (N, C, *spatial) 3-D to 5-D; weight, bias: (C,).  Returns (y, cache)."""
     check_array(x)
     check_ndim(x, 3, 5)
-    check_eps(eps)
-    if np.prod(x.shape[2:]) <= 1:
+    check_eps(eps, False, "instance_norm")
+    if math.prod(x.shape[2:]) <= 1:
         raise ValueError(
             f"Expected more than 1 spatial element when training, got input size {tuple(x.shape)}"
         )
@@ -159,7 +152,7 @@ def group_norm_forward(x, num_groups, weight=None, bias=None, eps=1e-5):
     channels and space.  x: (N, C, *spatial); weight, bias: (C,).  Returns (y, cache)."""
     check_array(x)
     check_ndim(x, 2, 5)
-    check_eps(eps)
+    check_eps(eps, False, "group_norm")
     if isinstance(num_groups, bool) or not isinstance(num_groups, int) or num_groups < 1:
         raise ValueError(f"num_groups must be a positive integer, got {num_groups!r}")
     if x.shape[1] % num_groups:
@@ -176,8 +169,8 @@ def batch_renorm_forward(x, gamma, beta, running_mean, running_std, r_max=3.0, d
                          eps=1e-5):
     """Batch renormalization training step (Ioffe 2017); see
     :func:`bncourse.alternatives.batch_renorm_forward`.  Returns (y, cache, stats)."""
-    _check_batch_norm_inputs(x, eps, gamma=gamma, beta=beta, running_mean=running_mean,
-                             running_std=running_std)
+    _check_batch_norm_inputs(x, eps, True, "batch_renorm", gamma=gamma, beta=beta,
+                             running_mean=running_mean, running_std=running_std)
     check_batch_size(x.shape, generic.batch_axes(x.ndim))
     if not r_max >= 1:
         raise ValueError(f"r_max must be >= 1, got {r_max!r}")
@@ -187,37 +180,17 @@ def batch_renorm_forward(x, gamma, beta, running_mean, running_std, r_max=3.0, d
                                              r_max, d_max, eps)
 
 
-def norm_backward(dy, cache):
+def alternative_backward(dy, cache):
     """Backward of any alternative's forward: (dx, dweight, dbias), None where absent."""
     check_grad(dy, cache.shape)
     return generic.norm_backward(dy, cache)
 
 
-layer_norm_backward = instance_norm_backward = group_norm_backward = norm_backward
-batch_renorm_backward = norm_backward
+layer_norm_backward = instance_norm_backward = group_norm_backward = alternative_backward
+batch_renorm_backward = alternative_backward
 
 
 def rms_norm_backward(dy, cache):
     """Backward of :func:`rms_norm_forward`: (dx, dweight)."""
-    dx, dweight, _ = norm_backward(dy, cache)
+    dx, dweight, _ = alternative_backward(dy, cache)
     return dx, dweight
-
-
-PUBLIC = ("batch_norm_forward", "batch_norm_backward", "batch_norm_inference",
-          "layer_norm_forward", "layer_norm_backward", "rms_norm_forward", "rms_norm_backward",
-          "instance_norm_forward", "instance_norm_backward", "group_norm_forward",
-          "group_norm_backward", "batch_renorm_forward", "batch_renorm_backward")
-
-
-def functions_for(check_array_type, module_name):
-    """The public functions for one backend: each first calls ``check_array_type`` on its
-    first argument (x or dy), so that a backend never silently runs another library's
-    arrays."""
-    def wrap(fn):
-        @functools.wraps(fn)
-        def checked(first, *args, **kwargs):
-            check_array_type(first)
-            return fn(first, *args, **kwargs)
-        checked.__module__ = module_name
-        return checked
-    return {name: wrap(globals()[name]) for name in PUBLIC}

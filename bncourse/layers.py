@@ -1,15 +1,20 @@
 """Stateful layers with explicit forward/backward, written once for every array backend.
 
-A backend binds these classes to its array module (``bind(numpy)``), which decides where
-parameters and buffers live.  Conventions follow ``torch.nn``: ``training`` is an explicit
-flag switched by ``train()``/``eval()``; parameters and buffers are plain attributes; a
-failed ``forward`` (bad input) changes no state.
+A backend subclasses each layer with its array module ``xp`` (where parameters and buffers
+live) and its array-type guard (``bncourse.numpy.BatchNorm`` is
+``class BatchNorm(NumPyLayer, layers.BatchNorm)``).  Conventions follow ``torch.nn``:
+``training`` is an explicit flag switched by ``train()``/``eval()``; parameters and buffers
+are plain attributes; a failed ``forward`` (bad input) changes no state.  The layers with
+running statistics share :class:`RunningStatsLayer`, whose update is
+:func:`bncourse.core.running.running_stats`.
 """
+
+from typing import Any
 
 import numpy as np
 
 from . import functional as _api
-from .core import closed_form as generic
+from .core.running import blend, momentum_weight, running_stats
 from .core.validation import check_eps, check_input_channels, check_momentum
 
 PARAM_DTYPES = ("float32", "float64")
@@ -34,12 +39,22 @@ class Layer:
     """Base: ``forward(x)`` caches what ``backward(dy)`` needs; ``backward`` returns dx and
     stores the parameter gradients in ``grads`` (name → array), overwriting earlier ones."""
 
-    xp = None                 # the array module, set by ``bind``
-    unavailable = None        # () -> exception saying why ``xp`` cannot be used, or None
-    param_names = ()
+    xp: Any = None            # the array module, set by the backend's subclass
+    param_names: tuple = ()
+    # (dy, cache) -> (dx, *parameter gradients in param_names order)
+    backward_function = staticmethod(_api.batch_norm_backward)
+
+    @staticmethod
+    def unavailable():
+        """The exception saying why ``xp`` cannot be used here, or None (it can)."""
+        return None
+
+    @staticmethod
+    def check_array_type(x):
+        """The backend's guard: raise TypeError for another library's arrays."""
 
     def __init__(self):
-        problem = None if self.unavailable is None else self.unavailable()
+        problem = self.unavailable()
         if problem is not None:
             raise problem
         self.training = True
@@ -66,10 +81,47 @@ class Layer:
         return self._cache
 
     def _store_grads(self, *grads):
-        self.grads = {n: g for n, g in zip(self.param_names, grads) if g is not None}
+        self.grads = {n: g for n, g in zip(self.param_names, grads, strict=True) if g is not None}
+
+    def backward(self, dy):
+        """dx for the last ``forward``; the parameter gradients go to ``grads``."""
+        self.check_array_type(dy)
+        dx, *grads = self.backward_function(dy, self._cached())
+        self._store_grads(*grads)
+        return dx
 
 
-class BatchNorm(Layer):
+class RunningStatsLayer(Layer):
+    """Base of the layers with running statistics (:class:`BatchNorm`, :class:`BatchRenorm`):
+    affine parameters ``gamma``/``beta``, float32/float64 buffers, ``num_batches_tracked``."""
+
+    param_names = ("gamma", "beta")
+
+    def _init_state(self, num_features, eps, momentum, affine, dtype, buffers):
+        """``buffers``: name → initial value (0 or 1) of each running statistic."""
+        _check_count(num_features, "num_features")
+        check_eps(eps)
+        check_momentum(momentum)
+        xp = self.xp
+        dt = _check_param_dtype(dtype, xp)
+        self.num_features, self.eps, self.momentum, self.affine = num_features, eps, momentum, affine
+        self.gamma = xp.ones(num_features, dtype=dt) if affine else None
+        self.beta = xp.zeros(num_features, dtype=dt) if affine else None
+        for name, value in buffers.items():
+            setattr(self, name, xp.full(num_features, value, dtype=dt))
+        self.num_batches_tracked = 0
+
+    def _assign(self, name, value):
+        """Write a float64 statistic into buffer ``name``, in the buffer's dtype."""
+        buffer = getattr(self, name)
+        buffer[...] = value.astype(buffer.dtype)
+
+    def _float64(self, name):
+        return getattr(self, name).astype("float64")
+
+
+
+class BatchNorm(RunningStatsLayer):
     """Batch normalization over axis 1 of (N, C, *spatial) inputs, 2-D to 5-D.
 
     Training: normalize with the batch mean and *biased* variance; if
@@ -86,25 +138,13 @@ class BatchNorm(Layer):
     statistics are float32 (default) or float64, never float16.
     """
 
-    param_names = ("gamma", "beta")
-
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
                  track_running_stats=True, dtype="float32"):
         super().__init__()
-        _check_count(num_features, "num_features")
-        check_eps(eps)
-        check_momentum(momentum)
-        xp = self.xp
-        dt = _check_param_dtype(dtype, xp)
-        self.num_features, self.eps, self.momentum = num_features, eps, momentum
-        self.affine, self.track_running_stats = affine, track_running_stats
-        self.gamma = xp.ones(num_features, dtype=dt) if affine else None
-        self.beta = xp.zeros(num_features, dtype=dt) if affine else None
-        if track_running_stats:
-            self.running_mean = xp.zeros(num_features, dtype=dt)
-            self.running_var = xp.ones(num_features, dtype=dt)
-            self.num_batches_tracked = 0
-        else:
+        buffers = {"running_mean": 0, "running_var": 1} if track_running_stats else {}
+        self._init_state(num_features, eps, momentum, affine, dtype, buffers)
+        self.track_running_stats = track_running_stats
+        if not track_running_stats:
             self.running_mean = self.running_var = self.num_batches_tracked = None
 
     def reset_running_stats(self):
@@ -114,6 +154,7 @@ class BatchNorm(Layer):
             self.num_batches_tracked = 0
 
     def forward(self, x):
+        self.check_array_type(x)
         check_input_channels(x, self.num_features)
         check_eps(self.eps)              # attributes may have been changed since __init__
         check_momentum(self.momentum)
@@ -123,33 +164,22 @@ class BatchNorm(Layer):
             if self.training and self.track_running_stats:
                 self._update_running_stats(cache)
         else:
-            y, cache = generic.batch_norm_inference(x, self.running_mean, self.running_var,
-                                                    self.gamma, self.beta, self.eps)
+            y, cache = _api.batch_norm_frozen_forward(x, self.running_mean, self.running_var,
+                                                      self.gamma, self.beta, self.eps)
         self._cache = cache
         return y
 
     def _update_running_stats(self, cache):
+        f = momentum_weight(self.momentum, self.num_batches_tracked)   # None: 1/(n + 1)
         self.num_batches_tracked += 1
-        f = 1.0 / self.num_batches_tracked if self.momentum is None else self.momentum
-        m = cache.count
-        unbiased_var = cache.var * (m / (m - 1))
-        _ema_(self.running_mean, cache.mean, f)
-        _ema_(self.running_var, unbiased_var, f)
-
-    def backward(self, dy):
-        dx, dgamma, dbeta = _api.batch_norm_backward(dy, self._cached())
-        self._store_grads(dgamma, dbeta)
-        return dx
+        mean, var = running_stats(self._float64("running_mean"), self._float64("running_var"),
+                                  cache.mean, cache.var, cache.count, f)
+        self._assign("running_mean", mean)
+        self._assign("running_var", var)
 
     def __repr__(self):
         return (f"{type(self).__name__}({self.num_features}, eps={self.eps}, momentum={self.momentum}, "
                 f"affine={self.affine}, track_running_stats={self.track_running_stats})")
-
-
-def _ema_(buffer, new, f):
-    """In place: buffer ← (1 − f)·buffer + f·new, computed in float64."""
-    old = buffer.astype("float64")
-    buffer[...] = ((1.0 - f) * old + f * new).astype(buffer.dtype)
 
 
 class _ElementwiseAffineNorm(Layer):
@@ -161,7 +191,7 @@ class _ElementwiseAffineNorm(Layer):
         for n in shape:
             _check_count(n, "normalized_shape entries")
         if eps is not None:
-            check_eps(eps)
+            check_eps(eps, False, type(self).__name__)
         dt = _check_param_dtype(dtype, self.xp)
         self.normalized_shape, self.eps = shape, eps
         self.weight = self.xp.ones(shape, dtype=dt) if elementwise_affine else None
@@ -178,14 +208,12 @@ class LayerNorm(_ElementwiseAffineNorm):
         super().__init__(normalized_shape, eps, elementwise_affine, bias, dtype)
 
     def forward(self, x):
+        self.check_array_type(x)
         y, self._cache = _api.layer_norm_forward(x, self.normalized_shape, self.weight,
                                                  self.bias, self.eps)
         return y
 
-    def backward(self, dy):
-        dx, dw, db = _api.layer_norm_backward(dy, self._cached())
-        self._store_grads(dw, db)
-        return dx
+    backward_function = staticmethod(_api.layer_norm_backward)
 
 
 class RMSNorm(_ElementwiseAffineNorm):
@@ -198,13 +226,11 @@ class RMSNorm(_ElementwiseAffineNorm):
         super().__init__(normalized_shape, eps, elementwise_affine, False, dtype)
 
     def forward(self, x):
+        self.check_array_type(x)
         y, self._cache = _api.rms_norm_forward(x, self.normalized_shape, self.weight, self.eps)
         return y
 
-    def backward(self, dy):
-        dx, dw = _api.rms_norm_backward(dy, self._cached())
-        self._store_grads(dw)
-        return dx
+    backward_function = staticmethod(_api.rms_norm_backward)
 
 
 class _ChannelAffineNorm(Layer):
@@ -215,16 +241,13 @@ class _ChannelAffineNorm(Layer):
     def __init__(self, num_channels, eps, affine, dtype):
         super().__init__()
         _check_count(num_channels, "num_channels")
-        check_eps(eps)
+        check_eps(eps, False, type(self).__name__)
         dt = _check_param_dtype(dtype, self.xp)
         self.num_channels, self.eps, self.affine = num_channels, eps, affine
         self.weight = self.xp.ones(num_channels, dtype=dt) if affine else None
         self.bias = self.xp.zeros(num_channels, dtype=dt) if affine else None
 
-    def backward(self, dy):
-        dx, dw, db = _api.norm_backward(dy, self._cached())
-        self._store_grads(dw, db)
-        return dx
+    backward_function = staticmethod(_api.alternative_backward)
 
 
 class GroupNorm(_ChannelAffineNorm):
@@ -239,6 +262,7 @@ class GroupNorm(_ChannelAffineNorm):
         self.num_groups = num_groups
 
     def forward(self, x):
+        self.check_array_type(x)
         check_input_channels(x, self.num_channels)
         y, self._cache = _api.group_norm_forward(x, self.num_groups, self.weight, self.bias, self.eps)
         return y
@@ -253,12 +277,13 @@ class InstanceNorm(_ChannelAffineNorm):
         super().__init__(num_features, eps, affine, dtype)
 
     def forward(self, x):
+        self.check_array_type(x)
         check_input_channels(x, self.num_channels, 3, 5)
         y, self._cache = _api.instance_norm_forward(x, self.weight, self.bias, self.eps)
         return y
 
 
-class BatchRenorm(Layer):
+class BatchRenorm(RunningStatsLayer):
     """Batch renormalization (Ioffe 2017).  Training: x̂ = (x − μ_B)/σ_B · r + d with
     r = clip(σ_B/σ, 1/r_max, r_max), d = clip((μ_B − μ)/σ, −d_max, d_max) held constant in
     the backward pass, then μ ← μ + momentum·(μ_B − μ), σ ← σ + momentum·(σ_B − σ), where
@@ -267,59 +292,35 @@ class BatchRenorm(Layer):
     paper starts at 1 and 0 (plain batch norm) and relaxes them during training.
     """
 
-    param_names = ("gamma", "beta")
-
     def __init__(self, num_features, eps=1e-5, momentum=0.01, r_max=3.0, d_max=5.0,
                  affine=True, dtype="float32"):
         super().__init__()
-        _check_count(num_features, "num_features")
-        check_eps(eps)
-        check_momentum(momentum)
-        if momentum is None:
-            raise ValueError("BatchRenorm needs a numeric momentum, got None")
-        xp = self.xp
-        dt = _check_param_dtype(dtype, xp)
-        self.num_features, self.eps, self.momentum = num_features, eps, momentum
-        self.r_max, self.d_max, self.affine = r_max, d_max, affine
-        self.gamma = xp.ones(num_features, dtype=dt) if affine else None
-        self.beta = xp.zeros(num_features, dtype=dt) if affine else None
-        self.running_mean = xp.zeros(num_features, dtype=dt)
-        self.running_std = xp.ones(num_features, dtype=dt)
-        self.num_batches_tracked = 0
+        check_momentum(momentum, allow_none=False)     # no cumulative average here
+        self._init_state(num_features, eps, momentum, affine, dtype,
+                         {"running_mean": 0, "running_std": 1})
+        self.r_max, self.d_max = r_max, d_max
 
     def forward(self, x):
+        self.check_array_type(x)
         check_input_channels(x, self.num_features)
         if self.training:
             y, cache, stats = _api.batch_renorm_forward(
                 x, self.gamma, self.beta, self.running_mean, self.running_std,
                 self.r_max, self.d_max, self.eps)
             self.num_batches_tracked += 1
-            _ema_(self.running_mean, stats.mean, self.momentum)
-            _ema_(self.running_std, stats.std, self.momentum)
+            # the running *std* (not var) moves towards σ_B: Ioffe's rule, f = momentum
+            self._assign("running_mean", blend(self._float64("running_mean"), stats.mean,
+                                               self.momentum))
+            self._assign("running_std", blend(self._float64("running_std"), stats.std,
+                                              self.momentum))
             self.last_stats = stats
         else:
-            var = self.running_std.astype("float64") ** 2
-            # σ already contains eps, so normalize by σ itself (eps = 0 here)
-            y, cache = generic.batch_norm_inference(x, self.running_mean, var, self.gamma,
-                                                    self.beta, 0.0)
+            # σ already contains eps, so normalize by σ itself (eps = 0, allowed in eval)
+            y, cache = _api.batch_norm_frozen_forward(x, self.running_mean,
+                                                      self._float64("running_std") ** 2,
+                                                      self.gamma, self.beta, 0.0)
         self._cache = cache
         return y
 
-    def backward(self, dy):
-        dx, dgamma, dbeta = _api.norm_backward(dy, self._cached())
-        self._store_grads(dgamma, dbeta)
-        return dx
-
 
 LAYERS = (BatchNorm, LayerNorm, RMSNorm, GroupNorm, InstanceNorm, BatchRenorm)
-
-
-def bind(xp, module_name, unavailable=None):
-    """Subclasses of every layer whose parameters and buffers live in array module ``xp``;
-    ``unavailable``, if given, is called when a layer is constructed and returns the
-    exception to raise (e.g. CuPy or its GPU missing) or None."""
-    unavailable = None if unavailable is None else staticmethod(unavailable)
-    return {cls.__name__: type(cls.__name__, (cls,), {"xp": xp, "unavailable": unavailable,
-                                                      "__module__": module_name,
-                                                      "__doc__": cls.__doc__})
-            for cls in LAYERS}

@@ -27,6 +27,8 @@ statistics under any of the four conventions (NumPy, float64), for experiments.
 from dataclasses import dataclass
 import numpy as np
 
+from ..core.running import unbiased
+from ..core.validation import check_momentum
 from . import stats
 
 
@@ -108,9 +110,7 @@ def convention(framework):
 
 
 def _check_momentum(m):
-    if m is None or isinstance(m, bool) or not 0.0 <= m <= 1.0:
-        raise ValueError(f"momentum must be a number in [0, 1], got {m!r} (PyTorch's "
-                         "momentum=None, a cumulative average, has no equivalent here)")
+    check_momentum(m, allow_none=False)     # momentum=None (cumulative) has no equivalent here
     return float(m)
 
 
@@ -272,7 +272,7 @@ def running_update(mean, var, x, framework="pytorch", momentum=None, channel_axi
     if c.running_var == "unbiased":
         if m < 2:
             raise ValueError(f"an unbiased variance needs m >= 2 values per channel, got {m}")
-        sigma2 = sigma2 * (m / (m - 1))
+        sigma2 = unbiased(sigma2, m)
     d = c.retain(momentum)
     new_mean = d * np.asarray(mean, dtype=np.float64) + (1 - d) * mu
     new_var = d * np.asarray(var, dtype=np.float64) + (1 - d) * sigma2

@@ -25,10 +25,12 @@ For the m values reduced over, with M2 = Σ (x − μ)² the sum of squared devi
 norm normalizes with it), 1 the *unbiased* M2/(m − 1) (batch norm's ``running_var``).
 """
 
-from dataclasses import dataclass
 import math
 
+from ..core.moments import Moments, merge
 from ..core.xp import array_namespace
+
+__all__ = ["Moments", "Welford", "merge", "moments", "one_pass_var", "two_pass_var", "welford"]
 
 
 def _axes(x, axis):
@@ -39,23 +41,6 @@ def _axes(x, axis):
 
 def _count(x, axes):
     return math.prod(x.shape[a] for a in axes)
-
-
-@dataclass
-class Moments:
-    """The sufficient statistics of a set of values: count n, mean μ, and M2 = Σ (x − μ)².
-
-    ``mean`` and ``m2`` are arrays (one entry per reduced-away position, e.g. per channel);
-    ``n`` is a Python int.  Two ``Moments`` of disjoint data combine with :func:`merge`.
-    """
-
-    n: int
-    mean: object
-    m2: object
-
-    def var(self, correction=0):
-        """M2 / (n − correction): biased for 0, unbiased (Bessel) for 1."""
-        return self.m2 / (self.n - correction)
 
 
 def moments(x, axis=0):
@@ -106,26 +91,6 @@ def welford(x, axis=0):
         mean = mean + delta / k
         m2 = m2 + delta * (v - mean)                       # uses the *updated* mean
     return Moments(rows.shape[0], mean, m2)
-
-
-def merge(a, b):
-    """Chan et al.'s pairwise combination: the :class:`Moments` of the union of two
-    disjoint parts a and b.
-
-    With n = n_a + n_b and δ = μ_b − μ_a:
-        μ = μ_a + δ·n_b/n,   M2 = M2_a + M2_b + δ²·n_a·n_b/n.
-    The δ² term is the spread *between* the parts' means; it is why partial variances
-    cannot simply be averaged.
-    """
-    if a.n == 0:
-        return b
-    if b.n == 0:
-        return a
-    n = a.n + b.n
-    delta = b.mean - a.mean
-    mean = a.mean + delta * (b.n / n)
-    m2 = a.m2 + b.m2 + delta * delta * (a.n * b.n / n)
-    return Moments(n, mean, m2)
 
 
 class Welford:

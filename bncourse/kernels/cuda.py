@@ -62,7 +62,8 @@ import math
 
 import numpy as np
 
-from .numpy_tiles import KAPPA_MAX, compute_dtype   # the same numerical policy as the CPU
+from ..core.policy import KAPPA_MAX, compute_dtype   # the same numerical policy as the CPU
+from ..core.policy import REFERENCE_SAMPLE_GPU as SAMPLE
 
 try:
     import cupy as cp
@@ -71,7 +72,6 @@ except ImportError:  # pragma: no cover - depends on the machine
 
 BLOCK = 256              # threads per block (a power of two)
 RUN = 64                 # values per float32 partial sum of one thread
-SAMPLE = 32              # values per channel that give the reference r
 BLOCKS_PER_SM = 8        # blocks launched per multiprocessor: 2048 threads' worth (the
                          # reductions, at <= 64 registers a thread, run 4 at a time)
 MAX_TILE = 32            # 2-D input: channels side by side in one block (a warp's width)
@@ -415,7 +415,7 @@ def supports(x):
 
 
 @dataclass(frozen=True)
-class Plan:
+class LaunchPlan:
     """Launch geometry for a C-contiguous (N, C, L) array.
 
     The reduction kernels run on a grid (tiles, S): a tile is ``CW`` channels side by side
@@ -444,7 +444,7 @@ class Plan:
 
 
 def make_plan(shape, sm_count):
-    """A :class:`Plan` for a C-contiguous array of ``shape`` on a GPU with ``sm_count``
+    """A :class:`LaunchPlan` for a C-contiguous array of ``shape`` on a GPU with ``sm_count``
     multiprocessors: about ``BLOCKS_PER_SM`` blocks per multiprocessor, and at least one
     run of ``RUN`` values per thread."""
     N, C, L = shape[0], shape[1], math.prod(shape[2:])
@@ -457,7 +457,7 @@ def make_plan(shape, sm_count):
     chunk = -(-m // S)
     S = -(-m // chunk)                         # no empty block
     grid = max(1, min(-(-(N * C * L) // BLOCK), target))
-    return Plan(N, C, L, CW, tiles, S, chunk, grid)
+    return LaunchPlan(N, C, L, CW, tiles, S, chunk, grid)
 
 
 # ----------------------------------------------------------------------------- device seams
@@ -506,7 +506,7 @@ class FusedCache:
     """What the fused backward needs; ``mean``/``var`` as in ``_numpy_kernels.FastCache``."""
 
     X: object          # C-contiguous input, x's dtype
-    plan: Plan
+    plan: LaunchPlan
     coef: object       # (3, C) compute dtype: r, scale, offset
     stats: object      # (3, C) float64: mean, biased var, invstd
     gamma: object      # (C,) or None

@@ -36,6 +36,7 @@ import math
 
 import numpy as np
 
+from ..core.policy import KAPPA_MAX, REFERENCE_SAMPLE, compute_dtype
 from . import threads as _threads
 
 TILE_BYTES = 256 * 1024         # input bytes per tile: tile + output stay in a 1 MiB L2
@@ -43,13 +44,6 @@ THREAD_MIN_BYTES = 2 * 2**20    # below this, waking a second thread costs more 
 RUN_ROWS = 64                   # columns layout: rows per float32 partial sum
 MAX_RUN = 16384                 # planes layout: values per float32 partial sum
 MIN_SEGMENT = 256               # planes: shorter segments (an awkward L) use the generic path
-KAPPA_MAX = 8.0                 # cancellation B/M2 tolerated before recentring on μ
-SAMPLE = 64                     # reference: about SAMPLE strided rows / planes per channel
-
-
-def compute_dtype(dtype):
-    """float16 data is computed in float32 (and stored back); float32/64 in their own type."""
-    return np.dtype(np.float32) if np.dtype(dtype) == np.float16 else np.dtype(dtype)
 
 
 def _segments(L):
@@ -67,7 +61,7 @@ def supports(x):
 
 
 @dataclass(frozen=True)
-class Plan:
+class TilePlan:
     """How a C-contiguous (N, C, *spatial) array is cut into tiles of whole matrix rows.
 
     The channel of a matrix row repeats with a period (one tile's rows for columns, a whole
@@ -142,7 +136,7 @@ def make_plan(shape, itemsize):
             cuts = [p + min(span, (c - p) // RUN_ROWS * RUN_ROWS) for c in cuts[:-1]] + [p + span]
         tiles += [(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
     threads = 1 if N * C * L * itemsize < THREAD_MIN_BYTES else _threads.get_num_threads()
-    return Plan(layout, N, C, K, row_len, period, tuple(tiles), threads)
+    return TilePlan(layout, N, C, K, row_len, period, tuple(tiles), threads)
 
 
 def _ones(n, dtype, _cache={}):
@@ -182,10 +176,10 @@ def _column_dots(a, b):
 # ----------------------------------------------------------------------------- statistics
 
 
-def reference(X3):
+def reference_shift(X3):
     """Per-channel mean of a strided sample of (N, C, L) data, float64: the shift r."""
     N, C, L = X3.shape
-    sample = X3[:: max(1, N // SAMPLE), :, :: max(1, L // SAMPLE)]
+    sample = X3[:: max(1, N // REFERENCE_SAMPLE), :, :: max(1, L // REFERENCE_SAMPLE)]
     return sample.mean(axis=(0, 2), dtype=np.float64)
 
 
@@ -222,7 +216,7 @@ def _centered_sums(plan, X, T, R, DY=None):
 def statistics(plan, X, T):
     """Per-channel (mean, biased var) of X (float64, (C,)) and the reference r (in X's
     dtype) they were computed around; T is left holding X − r."""
-    r = reference(X.reshape(plan.N, plan.C, -1)).astype(X.dtype)
+    r = reference_shift(X.reshape(plan.N, plan.C, -1)).astype(X.dtype)
     m = plan.count
     for attempt in range(2):
         A, B = _centered_sums(plan, plan.matrix(X), plan.matrix(T), plan.pattern(r, X.dtype))
@@ -243,7 +237,7 @@ class FastCache:
     """What the fast backward needs: the (compute-dtype) input, the plan, the reference."""
 
     X: np.ndarray          # C-contiguous input in the compute dtype, shape as x
-    plan: Plan
+    plan: TilePlan
     r: np.ndarray          # (C,) reference the sums were taken around, compute dtype
     mean: np.ndarray       # (C,) float64
     var: np.ndarray        # (C,) float64, biased

@@ -10,7 +10,7 @@ with tensor operations.  For the m values that share a statistic:
 * μ = r + A/m,  M2 = B − A²/m,  σ² = M2/m (biased).
 
 The relative error of M2 is about κ·u with κ = B/M2 = 1 + (μ − r)²/σ²; when the sample was
-unlucky (κ > ``KAPPA_MAX``: sorted or bimodal data, a constant channel not equal to r) the
+unlucky (κ > ``KAPPA_MAX`` of :mod:`bncourse.core.policy`: sorted or bimodal data, a constant channel not equal to r) the
 sums are taken again around r = μ, which is then known well enough to make κ ≈ 1.  That
 check reads one boolean from the device (a host synchronization on CUDA).
 
@@ -23,17 +23,10 @@ import math
 
 import torch
 
-HALF_DTYPES = (torch.float16, torch.bfloat16)
-FLOAT_DTYPES = HALF_DTYPES + (torch.float32, torch.float64)
+from ..core.policy import KAPPA_MAX, REFERENCE_SAMPLE, compute_dtype  # noqa: F401 (re-exported)
+
 RUN = 1 << 14          # values per low-precision partial sum before it is added in float64
 CHUNK = 1 << 18        # elements per block of a product a·b reduced by sum64
-SAMPLE = 64            # about this many strided values per statistic give the reference r
-KAPPA_MAX = 8.0        # cancellation B/M2 tolerated before recentring on μ
-
-
-def compute_dtype(dtype):
-    """float16/bfloat16 are computed in float32; float32 and float64 in themselves."""
-    return torch.float32 if dtype in HALF_DTYPES else dtype
 
 
 def count(shape, dims):
@@ -67,9 +60,10 @@ def sum64(a, dims, b=None):
         torch.cat(parts, d0).sum(d0, keepdim=True, dtype=torch.float64)
 
 
-def reference(x, dims):
-    """Per-statistic float64 mean of a strided sample of about ``SAMPLE`` values (keepdim)."""
-    per_dim = max(2, math.ceil(SAMPLE ** (1.0 / len(dims))))
+def reference_shift(x, dims):
+    """Per-statistic float64 mean of a strided sample of about ``REFERENCE_SAMPLE`` values
+    (keepdim)."""
+    per_dim = max(2, math.ceil(REFERENCE_SAMPLE ** (1.0 / len(dims))))
     index = [slice(None)] * x.ndim
     for d in dims:
         index[d] = slice(None, None, max(1, x.shape[d] // per_dim))
@@ -98,7 +92,7 @@ def moments(x, dims, center=True):
     if m == 0:                                   # an empty local batch (distributed ranks)
         zeros = sum64(xc, dims)                  # float64 zeros of the statistics' shape
         return ShiftedMoments(0, zeros.to(cdt), zeros, zeros.clone(), xc)
-    ref = reference(xc, dims).to(cdt)
+    ref = reference_shift(xc, dims).to(cdt)
     for attempt in range(2):
         t = xc - ref
         a = sum64(t, dims)

@@ -31,8 +31,8 @@ from functools import reduce
 import torch
 import torch.distributed as dist
 
-from ..course.stats import Moments, merge
-from ._normalize import batch_plan, make_stats, norm_backward, norm_forward, update_running_stats_
+from ..core.moments import Moments, merge
+from ._normalize import batch_plan, make_stats, function_backward, norm_forward, update_running_stats_
 from ._stats import moments
 from .functional import check_batch_norm_args
 from .modules import _BatchNorm, replace_modules, retype
@@ -80,7 +80,7 @@ class SyncBatchNormFunction(torch.autograd.Function):
         update_running_stats_(running_mean, running_var, st, momentum)
         return y
 
-    backward = staticmethod(norm_backward)
+    backward = staticmethod(function_backward)
 
 
 def sync_batch_norm(input, running_mean, running_var, weight=None, bias=None, momentum=0.1,
