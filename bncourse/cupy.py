@@ -16,6 +16,9 @@ are there, and every function or layer raises a clear error otherwise (ImportErr
 CuPy, RuntimeError with CuPy but no CUDA device).
 """
 
+from collections.abc import Sequence
+from typing import Any
+
 from . import functional as _functional
 from . import layers as _layers
 
@@ -23,6 +26,8 @@ try:
     import cupy as _cp
 except ImportError:  # pragma: no cover - depends on the machine
     _cp = None
+
+Array = Any     # the array type of this backend
 
 __all__ = ["is_available", "unavailable_error",
            "batch_norm_forward", "batch_norm_backward", "batch_norm_inference",
@@ -38,7 +43,7 @@ NO_DEVICE = ("bncourse.cupy needs a CUDA GPU: CuPy is installed but sees no usab
              "device (cupy.cuda.is_available() is False); use bncourse.numpy on this machine")
 
 
-def is_available():
+def is_available() -> bool:
     """True when CuPy is installed and sees at least one CUDA device."""
     if _cp is None:
         return False
@@ -48,14 +53,14 @@ def is_available():
         return False
 
 
-def unavailable_error():
+def unavailable_error() -> Exception | None:
     """The exception saying why this backend cannot run here, or None if it can."""
     if _cp is None:
         return ImportError(NO_CUPY)
     return None if is_available() else RuntimeError(NO_DEVICE)
 
 
-def _check_cupy(x):
+def _check_cupy(x: object) -> None:
     """The array-type guard of this backend: CuPy arrays, on a machine that can run them."""
     if _cp is not None and isinstance(x, _cp.ndarray):
         return
@@ -69,85 +74,94 @@ def _check_cupy(x):
 # ----------------------------------------------------------------------------- functions
 
 
-def batch_norm_forward(x, gamma=None, beta=None, eps=1e-5):
+def batch_norm_forward(x: Array, gamma: Array | None = None, beta: Array | None = None,
+                       eps: float = 1e-5) -> tuple[Array, Any]:
     """Training-mode batch norm with the batch's statistics: (y, cache)
     See :func:`bncourse.functional.batch_norm_forward`."""
     _check_cupy(x)
     return _functional.batch_norm_forward(x, gamma, beta, eps)
 
 
-def batch_norm_backward(dy, cache):
+def batch_norm_backward(dy: Array, cache: Any) -> tuple[Array, Array | None, Array | None]:
     """Gradients of training-mode batch norm: (dx, dgamma, dbeta)
     See :func:`bncourse.functional.batch_norm_backward`."""
     _check_cupy(dy)
     return _functional.batch_norm_backward(dy, cache)
 
 
-def batch_norm_inference(x, running_mean, running_var, gamma=None, beta=None, eps=1e-5):
+def batch_norm_inference(x: Array, running_mean: Array, running_var: Array,
+                         gamma: Array | None = None, beta: Array | None = None,
+                         eps: float = 1e-5) -> Array:
     """Eval-mode batch norm with fixed statistics: y
     See :func:`bncourse.functional.batch_norm_inference`."""
     _check_cupy(x)
     return _functional.batch_norm_inference(x, running_mean, running_var, gamma, beta, eps)
 
 
-def layer_norm_forward(x, normalized_shape, weight=None, bias=None, eps=1e-5):
+def layer_norm_forward(x: Array, normalized_shape: int | Sequence[int],
+                       weight: Array | None = None, bias: Array | None = None,
+                       eps: float = 1e-5) -> tuple[Array, Any]:
     """Layer norm over the trailing ``normalized_shape`` dims: (y, cache)
     See :func:`bncourse.functional.layer_norm_forward`."""
     _check_cupy(x)
     return _functional.layer_norm_forward(x, normalized_shape, weight, bias, eps)
 
 
-def layer_norm_backward(dy, cache):
+def layer_norm_backward(dy: Array, cache: Any) -> tuple[Array, Array | None, Array | None]:
     """Backward of :func:`layer_norm_forward`: (dx, dweight, dbias)
     See :func:`bncourse.functional.layer_norm_backward`."""
     _check_cupy(dy)
     return _functional.layer_norm_backward(dy, cache)
 
 
-def rms_norm_forward(x, normalized_shape, weight=None, eps=None):
+def rms_norm_forward(x: Array, normalized_shape: int | Sequence[int], weight: Array | None = None,
+                     eps: float | None = None) -> tuple[Array, Any]:
     """RMS norm over the trailing ``normalized_shape`` dims: (y, cache)
     See :func:`bncourse.functional.rms_norm_forward`."""
     _check_cupy(x)
     return _functional.rms_norm_forward(x, normalized_shape, weight, eps)
 
 
-def rms_norm_backward(dy, cache):
+def rms_norm_backward(dy: Array, cache: Any) -> tuple[Array, Array | None]:
     """Backward of :func:`rms_norm_forward`: (dx, dweight)
     See :func:`bncourse.functional.rms_norm_backward`."""
     _check_cupy(dy)
     return _functional.rms_norm_backward(dy, cache)
 
 
-def instance_norm_forward(x, weight=None, bias=None, eps=1e-5):
+def instance_norm_forward(x: Array, weight: Array | None = None, bias: Array | None = None,
+                          eps: float = 1e-5) -> tuple[Array, Any]:
     """Instance norm, each (sample, channel) over space: (y, cache)
     See :func:`bncourse.functional.instance_norm_forward`."""
     _check_cupy(x)
     return _functional.instance_norm_forward(x, weight, bias, eps)
 
 
-def instance_norm_backward(dy, cache):
+def instance_norm_backward(dy: Array, cache: Any) -> tuple[Array, Array | None, Array | None]:
     """Backward of :func:`instance_norm_forward`: (dx, dweight, dbias)
     See :func:`bncourse.functional.instance_norm_backward`."""
     _check_cupy(dy)
     return _functional.instance_norm_backward(dy, cache)
 
 
-def group_norm_forward(x, num_groups, weight=None, bias=None, eps=1e-5):
+def group_norm_forward(x: Array, num_groups: int, weight: Array | None = None,
+                       bias: Array | None = None, eps: float = 1e-5) -> tuple[Array, Any]:
     """Group norm, each (sample, group) over its channels and space: (y, cache)
     See :func:`bncourse.functional.group_norm_forward`."""
     _check_cupy(x)
     return _functional.group_norm_forward(x, num_groups, weight, bias, eps)
 
 
-def group_norm_backward(dy, cache):
+def group_norm_backward(dy: Array, cache: Any) -> tuple[Array, Array | None, Array | None]:
     """Backward of :func:`group_norm_forward`: (dx, dweight, dbias)
     See :func:`bncourse.functional.group_norm_backward`."""
     _check_cupy(dy)
     return _functional.group_norm_backward(dy, cache)
 
 
-def batch_renorm_forward(x, gamma, beta, running_mean, running_std, r_max=3.0, d_max=5.0,
-                         eps=1e-5):
+def batch_renorm_forward(x: Array, gamma: Array | None, beta: Array | None, running_mean: Array,
+                         running_std: Array, r_max: float = 3.0, d_max: float = 5.0,
+                         eps: float = 1e-5) -> tuple[Array, Any, Any]:
     """Batch renormalization training step (Ioffe 2017): (y, cache, stats)
     See :func:`bncourse.functional.batch_renorm_forward`."""
     _check_cupy(x)
@@ -155,7 +169,7 @@ def batch_renorm_forward(x, gamma, beta, running_mean, running_std, r_max=3.0, d
                                             d_max, eps)
 
 
-def batch_renorm_backward(dy, cache):
+def batch_renorm_backward(dy: Array, cache: Any) -> tuple[Array, Array | None, Array | None]:
     """Backward of :func:`batch_renorm_forward`: (dx, dgamma, dbeta)
     See :func:`bncourse.functional.batch_renorm_backward`."""
     _check_cupy(dy)

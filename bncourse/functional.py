@@ -13,10 +13,15 @@ import math
 
 from .core import alternatives
 from .core import closed_form as generic
+from .core.validation import (
+    check_array,
+    check_batch_size,
+    check_channel_vector,
+    check_eps,
+    check_grad,
+    check_ndim,
+)
 from .kernels import select
-from .core.validation import (check_array, check_batch_size, check_channel_vector, check_eps,
-                          check_grad, check_ndim)
-
 
 fast_kernels = select     # the one selector (tests may monkeypatch this name)
 

@@ -106,6 +106,10 @@ def ratios(t, torch_threads=2):
     return r
 
 
+def _cell(r, k):
+    return f"{r[k]:7.2f}" if k in r else f"{'-':>7}"
+
+
 def _fmt_shape(shape):
     return "(" + ", ".join(map(str, shape)) + ")"
 
@@ -148,10 +152,9 @@ def main(argv=None):
             t = measure(shape, np.dtype(dtype), args.repeat)
             r = ratios(t)
             results.append({"shape": list(shape), "dtype": dtype, "seconds": t, "ratios": r})
-            cell = lambda k: f"{r[k]:7.2f}" if k in r else f"{'-':>7}"
             print(f"{_fmt_shape(shape):>18} {dtype:>7} | {t['copy']*1e3:8.3f} {t['ours fwd']*1e3:8.3f} "
-                  f"{t['ours fwd+bwd']*1e3:8.3f} | {r['fwd / copy']:8.2f} {cell('fwd / torch1')} "
-                  f"{cell('fwd / torch2')} {cell('fwd+bwd / torch1')} {cell('fwd+bwd / torch2')}")
+                  f"{t['ours fwd+bwd']*1e3:8.3f} | {r['fwd / copy']:8.2f} {_cell(r, 'fwd / torch1')} "
+                  f"{_cell(r, 'fwd / torch2')} {_cell(r, 'fwd+bwd / torch1')} {_cell(r, 'fwd+bwd / torch2')}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"threads": bnp.get_num_threads(), "results": results}, f, indent=1)

@@ -213,6 +213,10 @@ def _fmt(v, width, spec):
     return f"{'-':>{width}}" if v is None else f"{v:{width}{spec}}"
 
 
+def _us(t, k):
+    return t[k] * 1e6
+
+
 def main(args):
     """Run the GPU benchmark for parsed ``args`` (shapes, dtypes, repeat, json)."""
     from .. import cupy as bcp
@@ -241,9 +245,8 @@ def main(args):
             r = summarize(shape, dtype, t)
             results.append(r)
             oc, vt = r["of_copy"], r["time_vs_torch"]
-            us = lambda k: t[k] * 1e6
-            print(f"{'(' + ', '.join(map(str, shape)) + ')':>20} {dtype:>7} | {us('copy'):8.1f} "
-                  f"{us('fused fwd'):8.1f} {us('fused bwd'):8.1f} {us('fused fwd+bwd'):8.1f} | "
+            print(f"{'(' + ', '.join(map(str, shape)) + ')':>20} {dtype:>7} | {_us(t, 'copy'):8.1f} "
+                  f"{_us(t, 'fused fwd'):8.1f} {_us(t, 'fused bwd'):8.1f} {_us(t, 'fused fwd+bwd'):8.1f} | "
                   f"{oc['fused fwd']:8.2f} {oc['fused bwd']:8.2f} | "
                   f"{_fmt(vt.get('fused fwd'), 6, '.2f')} {_fmt(vt.get('fused bwd'), 6, '.2f')} "
                   f"{_fmt(vt.get('fused fwd+bwd'), 6, '.2f')} | "

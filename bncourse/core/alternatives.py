@@ -21,9 +21,8 @@ wrappers in ``bncourse._api``.  The backward pass of every one of them is
 
 from dataclasses import dataclass
 
-from .xp import array_namespace
 from .closed_form import batch_axes, channel_shape, channel_view, norm_forward, to_float64
-
+from .xp import array_namespace
 
 # ----------------------------------------------------------------------------- layer norm
 

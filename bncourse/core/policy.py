@@ -8,6 +8,8 @@ a strided sample), then A = Σ (x − r) and B = Σ (x − r)² accumulated in f
 (:mod:`bncourse.torch._stats`) read these constants from here.
 """
 
+from typing import Any
+
 import numpy as np
 
 KAPPA_MAX = 8.0            # cancellation B/M2 tolerated before recentring on μ
@@ -19,7 +21,7 @@ TORCH_FLOAT_DTYPE_NAMES = ("float16", "bfloat16", "float32", "float64")
 HALF_DTYPE_NAMES = ("float16", "bfloat16")                      # computed in float32
 
 
-def dtype_name(dtype) -> str:
+def dtype_name(dtype: Any) -> str:
     """'float32' for numpy.float32, cupy.float32, numpy.dtype('float32'), torch.float32, ..."""
     name = getattr(dtype, "name", None)
     if isinstance(name, str):
@@ -29,7 +31,7 @@ def dtype_name(dtype) -> str:
     return str(dtype).rsplit(".", 1)[-1]
 
 
-def compute_dtype(dtype):
+def compute_dtype(dtype: Any) -> Any:
     """The dtype a computation on ``dtype`` data runs in: float16/bfloat16 in float32,
     float32 and float64 in themselves.  A torch dtype gives a torch dtype; anything else
     (NumPy/CuPy dtypes or scalar types) a ``numpy.dtype``."""

@@ -62,7 +62,8 @@ def check_array(x, name="input"):
 def check_ndim(x, low=2, high=5, name="input"):
     """PyTorch's wording: 'expected 2D or 3D input (got 1D input)'."""
     if not low <= x.ndim <= high:
-        want = f"{low}D" if low == high else (f"{low}D or {high}D" if high == low + 1 else f"{low}D to {high}D")
+        want = (f"{low}D" if low == high else
+                f"{low}D or {high}D" if high == low + 1 else f"{low}D to {high}D")
         raise ValueError(f"expected {want} {name} (got {x.ndim}D {name})")
 
 
@@ -133,7 +134,8 @@ def check_grad(dy, shape, name="dy"):
     """The upstream gradient must match the forward output's shape."""
     check_array(dy, name)
     if tuple(dy.shape) != tuple(shape):
-        raise ValueError(f"{name} has shape {tuple(dy.shape)} but the forward output had shape {tuple(shape)}")
+        raise ValueError(f"{name} has shape {tuple(dy.shape)} but the forward output had "
+                         f"shape {tuple(shape)}")
 
 
 # ----------------------------------------------------------------------------- torch tensors

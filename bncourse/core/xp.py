@@ -9,6 +9,9 @@ namespace, so ``import bncourse`` needs NumPy alone.
 
 import numpy as np
 
+from typing import Any
+
+_compat_namespace: Any
 try:  # pragma: no cover - which branch runs depends on the installed extras
     from array_api_compat import array_namespace as _compat_namespace
 except ImportError:  # pragma: no cover

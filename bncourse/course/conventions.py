@@ -25,6 +25,7 @@ statistics under any of the four conventions (NumPy, float64), for experiments.
 """
 
 from dataclasses import dataclass
+
 import numpy as np
 
 from ..core.running import unbiased

@@ -25,8 +25,8 @@ array-API namespace; it is written for reading, not for speed.
 
 import math
 
-from ..core.xp import array_namespace
 from ..core.closed_form import batch_axes, channel_view
+from ..core.xp import array_namespace
 
 
 def forward(x, gamma=None, beta=None, eps=1e-5):
@@ -39,8 +39,9 @@ def forward(x, gamma=None, beta=None, eps=1e-5):
     x = xp.astype(x, xp.float64)
     axes = batch_axes(x.ndim)
     m = math.prod(x.shape[a] for a in axes)
-    g = xp.ones((1,) * x.ndim, dtype=xp.float64) if gamma is None else channel_view(xp.astype(gamma, xp.float64), x.ndim, xp)
-    b = xp.zeros((1,) * x.ndim, dtype=xp.float64) if beta is None else channel_view(xp.astype(beta, xp.float64), x.ndim, xp)
+    one, zero = xp.ones((1,) * x.ndim, dtype=xp.float64), xp.zeros((1,) * x.ndim, dtype=xp.float64)
+    g = one if gamma is None else channel_view(xp.astype(gamma, xp.float64), x.ndim, xp)
+    b = zero if beta is None else channel_view(xp.astype(beta, xp.float64), x.ndim, xp)
 
     mean = xp.sum(x, axis=axes, keepdims=True) / m        # 1
     centered = x - mean                                     # 2

@@ -24,7 +24,7 @@ class BatchNormKernels(Protocol):
     def forward(self, x: Any, gamma: Any, beta: Any, eps: float) -> tuple[Any, Any]: ...
 
 
-def select(x) -> "BatchNormKernels | None":
+def select(x: Any) -> "BatchNormKernels | None":
     """The fast batch-norm kernels for ``x``'s array library, or None for the generic path:
     :mod:`~bncourse.kernels.numpy_tiles` for NumPy arrays, the fused CUDA kernels of
     :mod:`~bncourse.kernels.cuda` for CuPy arrays (imported on first use: NumPy users never

@@ -62,7 +62,7 @@ import math
 
 import numpy as np
 
-from ..core.policy import KAPPA_MAX, compute_dtype   # the same numerical policy as the CPU
+from ..core.policy import KAPPA_MAX, compute_dtype  # the same numerical policy as the CPU
 from ..core.policy import REFERENCE_SAMPLE_GPU as SAMPLE
 
 try:

@@ -139,7 +139,10 @@ def make_plan(shape, itemsize):
     return TilePlan(layout, N, C, K, row_len, period, tuple(tiles), threads)
 
 
-def _ones(n, dtype, _cache={}):
+_ONES: dict = {}     # (n, dtype) -> a read-only vector of ones
+
+
+def _ones(n, dtype, _cache=_ONES):
     key = (n, np.dtype(dtype).str)
     v = _cache.get(key)
     if v is None:
@@ -276,14 +279,14 @@ def forward(x, gamma, beta, eps):
 def _affine_(plan, A, scale, offset, D=None, k=None):
     """In place, per tile: A = A·scale + offset, or, given D and k, A = k·(D − (A·scale + offset));
     scale, offset, k are float64 per-channel vectors (C,), rounded to A's dtype."""
-    S, O = plan.pattern(scale, A.dtype), plan.pattern(offset, A.dtype)
+    S, OFF = plan.pattern(scale, A.dtype), plan.pattern(offset, A.dtype)
     Kp = None if k is None else plan.pattern(k, A.dtype)
     part = plan.part
 
     def tile(g, r0, r1):
         a = A[r0:r1]
         np.multiply(a, part(S, r0, r1), out=a)
-        np.add(a, part(O, r0, r1), out=a)
+        np.add(a, part(OFF, r0, r1), out=a)
         if D is not None:
             np.subtract(D[r0:r1], a, out=a)
             np.multiply(a, part(Kp, r0, r1), out=a)

@@ -11,13 +11,13 @@ rebuilt by ``tools/make_mnist_subset.py``.  Tests and notebooks use the subset o
 
 import gzip
 import hashlib
+from importlib import resources
 import io
 import os
-import shutil
-import urllib.request
-from importlib import resources
 from pathlib import Path
+import shutil
 from typing import NamedTuple
+import urllib.request
 
 import numpy as np
 
@@ -110,10 +110,14 @@ MIRRORS = (
     "https://storage.googleapis.com/cvdf-datasets/mnist/",  # TensorFlow's mirror
 )
 FULL_FILES = {  # name: (key, SHA-256 of the .gz file as published)
-    "train-images-idx3-ubyte.gz": ("x_train", "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"),
-    "train-labels-idx1-ubyte.gz": ("y_train", "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c"),
-    "t10k-images-idx3-ubyte.gz": ("x_test", "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"),
-    "t10k-labels-idx1-ubyte.gz": ("y_test", "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"),
+    "train-images-idx3-ubyte.gz": ("x_train",
+        "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"),
+    "train-labels-idx1-ubyte.gz": ("y_train",
+        "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c"),
+    "t10k-images-idx3-ubyte.gz": ("x_test",
+        "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"),
+    "t10k-labels-idx1-ubyte.gz": ("y_test",
+        "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"),
 }
 
 

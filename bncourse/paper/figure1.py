@@ -15,10 +15,10 @@ arguments give the same numbers.
 
 import argparse
 import dataclasses
-import json
-import time
 from dataclasses import dataclass, field
+import json
 from pathlib import Path
+import time
 
 import numpy as np
 
@@ -218,7 +218,7 @@ def _progress_bar(total, enabled, desc):
     if not enabled:
         return _NoBar()
     try:
-        from tqdm import tqdm     # text bars: a terminal, or a notebook without widgets
+        from tqdm import tqdm  # text bars: a terminal, or a notebook without widgets
     except ImportError:
         return _NoBar()
     return tqdm(total=total, desc=desc, unit="step", mininterval=0.5)

@@ -52,7 +52,7 @@ class Linear:
 class Sigmoid:
     """s = 1 / (1 + exp(−u)), elementwise; ds/du = s (1 − s)."""
 
-    grads = {}
+    grads: dict = {}
 
     def parameters(self):
         return {}

@@ -55,7 +55,8 @@ def _face_polygons(shape, depth):
     for n in range(N):                                      # right face: the last channel
         for s in range(S):
             x0, y0 = C + n * dx, s + n * dy
-            yield [(x0, y0), (x0 + dx, y0 + dy), (x0 + dx, y0 + 1 + dy), (x0, y0 + 1)], (n, C - 1, S - 1 - s), "side"
+            face = [(x0, y0), (x0 + dx, y0 + dy), (x0 + dx, y0 + 1 + dy), (x0, y0 + 1)]
+            yield face, (n, C - 1, S - 1 - s), "side"
 
 
 def draw_norm_cube(ax, mask, title=None, color="#4a7fc1", depth=(0.45, 0.35)):

@@ -81,7 +81,7 @@ class Plan:
     aligned: bool               # parameters vary exactly along the statistics (batch norm)
     eps: float
     center: bool = True         # False: RMS norm
-    work_shape: tuple = None    # x is viewed as this while standardizing (group norm)
+    work_shape: tuple | None = None    # x is viewed as this while standardizing (group norm)
     statistics: object = batch_statistics   # (plan, xw) -> (Stats, xw − r)
     reduce: object = None       # backward: local (Σdy, Σdy·x̂) -> the group's (distributed)
 

@@ -10,7 +10,8 @@ with tensor operations.  For the m values that share a statistic:
 * μ = r + A/m,  M2 = B − A²/m,  σ² = M2/m (biased).
 
 The relative error of M2 is about κ·u with κ = B/M2 = 1 + (μ − r)²/σ²; when the sample was
-unlucky (κ > ``KAPPA_MAX`` of :mod:`bncourse.core.policy`: sorted or bimodal data, a constant channel not equal to r) the
+unlucky (κ > ``KAPPA_MAX`` of :mod:`bncourse.core.policy`: sorted or bimodal data, a constant
+channel not equal to r) the
 sums are taken again around r = μ, which is then known well enough to make κ ≈ 1.  That
 check reads one boolean from the device (a host synchronization on CUDA).
 
