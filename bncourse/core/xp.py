@@ -7,9 +7,9 @@ Without it, NumPy arrays still work: NumPy >= 2.1 implements the standard in its
 namespace, so ``import bncourse`` needs NumPy alone.
 """
 
-import numpy as np
-
 from typing import Any
+
+import numpy as np
 
 _compat_namespace: Any
 try:  # pragma: no cover - which branch runs depends on the installed extras
