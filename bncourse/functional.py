@@ -2,7 +2,7 @@
 
 Each function validates its inputs (``ValueError``/``TypeError`` naming the bad value) and then
 runs either the fast kernels of the input's array library or the generic array-API path.
-:func:`fast_kernels` is the one place that choice is made.
+:func:`bncourse.kernels.select` is the one place that choice is made.
 
 Conventions (PyTorch's): channels on axis 1, inputs (N, C, *spatial) with 2 to 5 dimensions;
 normalization by the *biased* batch variance; outputs in the input's dtype; float16 inputs are

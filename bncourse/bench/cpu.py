@@ -11,7 +11,7 @@ and reports medians and the ratios that the targets are stated in:
 forward / copy, forward / torch, forward+backward / torch.  Timings are wall-clock medians
 of ``--repeat`` rounds after a warm-up; nothing here runs in the test suite.
 
-``--backend cupy`` times the GPU instead (``bncourse._bench_gpu``): the fused kernels, the
+``--backend cupy`` times the GPU instead (``bncourse.bench.gpu``): the fused kernels, the
 generic path on CuPy and torch on CUDA against a device-to-device copy, with CUDA events;
 ``--json benchmarks/results/`` saves the results as ``<gpu-name>.json``.
 """

@@ -3,8 +3,8 @@
 For each shape and dtype, on the same device arrays, in one stream, round-robin:
 
 * ``copy``     — a device-to-device ``cudaMemcpyAsync`` of x: the bandwidth yardstick;
-* ``generic``  — ``bncourse.generic`` on CuPy arrays (the float64 array-API path);
-* ``fused``    — ``bncourse.cupy`` (validation + the fused kernels of ``_cupy_kernels``);
+* ``generic``  — ``bncourse.core.closed_form`` on CuPy arrays (the float64 array-API path);
+* ``fused``    — ``bncourse.cupy`` (validation + the fused kernels of ``bncourse.kernels.cuda``);
 * ``torch``    — ``torch.nn.functional.batch_norm`` on CUDA tensors sharing the memory (its
                  cuDNN or native kernels), if torch with CUDA is importable;
 

@@ -1,6 +1,6 @@
 """The alternatives to batch norm, as closed forms on the generic (array-API) path.
 
-Each is :func:`bncourse.generic.standardize` over different axes plus an affine map:
+Each is :func:`bncourse.core.closed_form.standardize` over different axes plus an affine map:
 
 ===============  ==================================  ===========================
 norm             one statistic per                   affine parameters
@@ -15,8 +15,8 @@ batch renorm     channel, over (N, space), then       per channel
 ===============  ==================================  ===========================
 
 All compute in float64 and return the input's dtype; inputs are validated by the public
-wrappers in ``bncourse._api``.  The backward pass of every one of them is
-:func:`bncourse.generic.norm_backward`.
+wrappers in ``bncourse.functional``.  The backward pass of every one of them is
+:func:`bncourse.core.closed_form.norm_backward`.
 """
 
 from dataclasses import dataclass

@@ -19,7 +19,7 @@ The backward pass of step 1 has one closed form for all of them (m values per st
 (without the ``mean(ĝ)`` term for RMS norm).  This module computes in float64 whatever the
 input dtype and returns the input's dtype: this is the "generic path" — short, exact to
 float64 rounding, the same code on NumPy and CuPy, and the yardstick the fast kernels are
-tested against.  Inputs are assumed validated (see ``bncourse._api``).
+tested against.  Inputs are assumed validated (see ``bncourse.functional``).
 """
 
 from dataclasses import dataclass

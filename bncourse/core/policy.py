@@ -5,7 +5,7 @@ a strided sample), then A = Σ (x − r) and B = Σ (x − r)² accumulated in f
 μ = r + A/m, M2 = B − A²/m.  The relative error of M2 is about κ·u with κ = B/M2; above
 :data:`KAPPA_MAX` the sums are taken again around r = μ.  The kernels
 (:mod:`bncourse.kernels.numpy_tiles`, :mod:`bncourse.kernels.cuda`) and the torch backend
-(:mod:`bncourse.torch._stats`) read these constants from here.
+(:mod:`bncourse.core.torch_stats`) read these constants from here.
 """
 
 from typing import Any

@@ -252,7 +252,7 @@ def convert_bn_state(state, src="keras", dst="pytorch", batch_size=None, steps=N
 
 def batch_moments(x, channel_axis=1):
     """Per-channel (mean, biased variance, m) of ``x`` over every axis but ``channel_axis``:
-    :func:`bncourse.stats.moments` (two passes) in float64."""
+    :func:`bncourse.course.stats.moments` (two passes) in float64."""
     x = np.asarray(x, dtype=np.float64)
     axis = channel_axis % x.ndim
     mo = stats.moments(x, tuple(a for a in range(x.ndim) if a != axis))

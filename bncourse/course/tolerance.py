@@ -60,14 +60,15 @@ def normwise_error(actual: Any, expected: Any) -> float:
 
 
 def assert_close(actual: Any, expected: Any, dtype: Any = None, *, rtol: float | None = None,
-                 what: str = "value") -> float:
+                 what: str = "value") -> None:
     """Normwise check: max|a − e| <= rtol·max(1, max|e|), ``rtol`` from ``dtype`` (default:
-    the dtype of ``actual``).  Returns the error."""
+    the dtype of ``actual``).  Returns None (a notebook cell ending with it shows nothing)."""
     if rtol is None:
-        rtol = tol(dtype if dtype is not None else getattr(actual, "dtype", np.asarray(actual).dtype))
+        if dtype is None:
+            dtype = actual.dtype if hasattr(actual, "dtype") else np.asarray(actual).dtype
+        rtol = tol(dtype)
     a, e = _host(actual), _host(expected)
     scale = max(1.0, float(np.max(np.abs(e)))) if e.size else 1.0
     err = max_err(a, e)
     assert np.all(np.isfinite(a)), f"{what}: non-finite values"
     assert err <= rtol * scale, f"{what}: max error {err:.3g} > {rtol:.1g} x {scale:.3g}"
-    return err

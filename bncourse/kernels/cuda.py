@@ -20,7 +20,7 @@ are memory-bound and a second pass would add a read of x to the forward's 3·|x|
 (about a third more time).  That choice rests on this traffic count, not on a measurement:
 the kernels were written without a GPU (see ``benchmarks/README.md``).
 
-Numerics — the same argument as ``bncourse._numpy_kernels``.  Per channel we sum the
+Numerics — the same argument as ``bncourse.kernels.numpy_tiles``.  Per channel we sum the
 *shifted* values t = x − r in the compute precision (float32 for float16/float32 data),
 in runs of at most ``RUN`` values per thread, and add each run to a float64 accumulator:
 
@@ -42,7 +42,7 @@ memory-bound kernels compute-bound.  With one float64 add per RUN values it cost
 The normalization reuses t:  y = t·s + (β + (r − μ)·s)  with s = γ/sqrt(σ² + ε), so a huge
 common offset is never rounded to the input precision.  All per-channel arithmetic (the
 "finishing": μ, σ², κ, the coefficients, dγ, dβ) is float64, with the formulas and names of
-``_numpy_kernels``, but done by the last block in the kernel rather than shared Python: on
+``bncourse.kernels.numpy_tiles``, but done by the last block in the kernel rather than shared Python: on
 (C,)-vectors in CuPy it would be some twenty tiny launches per pass and a host round trip
 for the κ test.  float16 data is loaded as float16, computed in float32 and stored back as
 float16; float64 data is computed in float64 throughout.

@@ -32,7 +32,7 @@ import torch
 
 from ..core.policy import compute_dtype
 from ..core.running import blend, running_stats
-from ._stats import moments, sum64
+from ..core.torch_stats import moments, sum64
 
 
 @dataclass

@@ -23,7 +23,7 @@ import math
 import torch
 
 from ..core.running import unbiased
-from . import _checks
+from ..core import validation as _checks
 from ._normalize import Plan, batch_plan, batch_statistics, ema_, function_backward, norm_forward
 from .functional import batch_norm
 

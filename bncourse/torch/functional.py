@@ -4,7 +4,7 @@
 
 import torch
 
-from . import _checks
+from ..core import validation as _checks
 from ._normalize import (batch_plan, frozen_statistics, function_backward, norm_forward,
                          update_running_stats_)
 
@@ -71,7 +71,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         y with input's shape and dtype.
 
     Differences from PyTorch: statistics are exact to float64 accumulation (the module
-    docstring of ``bncourse.torch._stats``); a call that raises changes nothing.
+    docstring of ``bncourse.core.torch_stats``); a call that raises changes nothing.
     """
     check_batch_norm_args(input, running_mean, running_var, weight, bias, training, momentum, eps)
     return BatchNormFunction.apply(input, weight, bias, running_mean, running_var,
