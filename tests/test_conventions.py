@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import bncourse.numpy as bnp
-from bncourse import conventions as cv
+from bncourse.course import conventions as cv
 from conftest import assert_close, optional
 
 
