@@ -20,6 +20,7 @@ from .core.validation import (
     check_eps,
     check_grad,
     check_ndim,
+    check_positive_int,
 )
 from .kernels import select
 
@@ -158,8 +159,7 @@ def group_norm_forward(x, num_groups, weight=None, bias=None, eps=1e-5):
     check_array(x)
     check_ndim(x, 2, 5)
     check_eps(eps, False, "group_norm")
-    if isinstance(num_groups, bool) or not isinstance(num_groups, int) or num_groups < 1:
-        raise ValueError(f"num_groups must be a positive integer, got {num_groups!r}")
+    check_positive_int(num_groups, "num_groups")
     if x.shape[1] % num_groups:
         raise ValueError(
             "Expected number of channels in input to be divisible by num_groups, but got "

@@ -15,7 +15,7 @@ import numpy as np
 
 from . import functional as _api
 from .core.running import blend, momentum_weight, running_stats
-from .core.validation import check_eps, check_input_channels, check_momentum
+from .core.validation import check_eps, check_input_channels, check_momentum, check_positive_int
 
 PARAM_DTYPES = ("float32", "float64")
 
@@ -28,11 +28,6 @@ def _check_param_dtype(dtype, xp):
             "(float16 inputs are accepted and computed in float32)"
         )
     return getattr(xp, name)
-
-
-def _check_count(n, what):
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"{what} must be a positive integer, got {n!r}")
 
 
 class Layer:
@@ -99,7 +94,7 @@ class RunningStatsLayer(Layer):
 
     def _init_state(self, num_features, eps, momentum, affine, dtype, buffers):
         """``buffers``: name → initial value (0 or 1) of each running statistic."""
-        _check_count(num_features, "num_features")
+        check_positive_int(num_features, "num_features")
         check_eps(eps)
         check_momentum(momentum)
         xp = self.xp
@@ -189,7 +184,7 @@ class _ElementwiseAffineNorm(Layer):
         super().__init__()
         shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
         for n in shape:
-            _check_count(n, "normalized_shape entries")
+            check_positive_int(n, "normalized_shape entries")
         if eps is not None:
             check_eps(eps, False, type(self).__name__)
         dt = _check_param_dtype(dtype, self.xp)
@@ -240,7 +235,7 @@ class _ChannelAffineNorm(Layer):
 
     def __init__(self, num_channels, eps, affine, dtype):
         super().__init__()
-        _check_count(num_channels, "num_channels")
+        check_positive_int(num_channels, "num_channels")
         check_eps(eps, False, type(self).__name__)
         dt = _check_param_dtype(dtype, self.xp)
         self.num_channels, self.eps, self.affine = num_channels, eps, affine
@@ -255,7 +250,7 @@ class GroupNorm(_ChannelAffineNorm):
     group's channels and space.  Same in training and eval."""
 
     def __init__(self, num_groups, num_channels, eps=1e-5, affine=True, dtype="float32"):
-        _check_count(num_groups, "num_groups")
+        check_positive_int(num_groups, "num_groups")
         super().__init__(num_channels, eps, affine, dtype)
         if num_channels % num_groups:
             raise ValueError(f"num_channels ({num_channels}) must be divisible by num_groups ({num_groups})")
