@@ -20,6 +20,8 @@ from .core.validation import (
     check_eps,
     check_grad,
     check_ndim,
+    check_normalized_shape,
+    check_param_shape,
     check_positive_int,
 )
 from .kernels import select
@@ -96,34 +98,15 @@ def batch_norm_frozen_forward(x, running_mean, running_var, gamma=None, beta=Non
 # ----------------------------------------------------------------------------- alternatives
 
 
-def _normalized_shape(x, normalized_shape):
-    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
-    k = len(shape)
-    if k == 0 or x.ndim < k or tuple(x.shape[x.ndim - k:]) != shape:
-        raise ValueError(
-            f"Given normalized_shape={list(shape)}, expected input with shape [*, "
-            f"{', '.join(map(str, shape))}], but got input of size {list(x.shape)}"
-        )
-    return shape
-
-
-def _check_param(v, shape, name):
-    if v is None:
-        return
-    check_array(v, name)
-    if tuple(v.shape) != tuple(shape):
-        raise ValueError(f"{name} should have shape {tuple(shape)}, got {tuple(v.shape)}")
-
-
 def layer_norm_forward(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     """Layer norm: each sample normalized over its trailing ``normalized_shape`` dims
     (biased variance); weight/bias elementwise with shape ``normalized_shape``.
     Returns (y, cache)."""
     check_array(x)
-    shape = _normalized_shape(x, normalized_shape)
+    shape = check_normalized_shape(x, normalized_shape)
     check_eps(eps, False, "layer_norm")
-    _check_param(weight, shape, "weight")
-    _check_param(bias, shape, "bias")
+    check_param_shape(weight, shape, "weight")
+    check_param_shape(bias, shape, "bias")
     return alternatives.layer_norm_forward(x, shape, weight, bias, eps)
 
 
@@ -131,10 +114,10 @@ def rms_norm_forward(x, normalized_shape, weight=None, eps=None):
     """RMS norm: x / sqrt(mean(x²) + eps) over the trailing dims, times weight.
     ``eps=None``: the machine epsilon of x's dtype (PyTorch's default).  Returns (y, cache)."""
     check_array(x)
-    shape = _normalized_shape(x, normalized_shape)
+    shape = check_normalized_shape(x, normalized_shape)
     if eps is not None:
         check_eps(eps, False, "rms_norm")
-    _check_param(weight, shape, "weight")
+    check_param_shape(weight, shape, "weight")
     return alternatives.rms_norm_forward(x, shape, weight, eps)
 
 

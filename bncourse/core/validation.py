@@ -40,7 +40,9 @@ from .policy import FLOAT_DTYPE_NAMES, TORCH_FLOAT_DTYPE_NAMES, dtype_name
 __all__ = ["FLOAT_DTYPE_NAMES", "InputError", "check_array", "check_batch_size",
            "check_channel_vector", "check_device", "check_eps", "check_grad",
            "check_input", "check_input_channels", "check_momentum", "check_ndim",
-           "check_positive_int", "check_running_pair", "check_tensor", "check_trailing_shape",
+           "check_normalized_shape", "check_param_shape",
+           "check_positive_int", "check_running_pair", "check_tensor", "check_tensor_channels",
+           "check_trailing_shape",
            "check_values_per_channel", "dtype_name"]
 
 
@@ -77,6 +79,27 @@ def check_channel_vector(v, num_channels, name, where="the input has {C} channel
             f"{name} should contain {num_channels} elements, got shape {tuple(v.shape)}: "
             + where.format(C=num_channels)
         )
+
+
+def check_normalized_shape(x, normalized_shape):
+    """Layer and RMS norm on arrays: x ends with ``normalized_shape``; returns it as a tuple."""
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    k = len(shape)
+    if k == 0 or x.ndim < k or tuple(x.shape[x.ndim - k:]) != shape:
+        raise ValueError(
+            f"Given normalized_shape={list(shape)}, expected input with shape [*, "
+            f"{', '.join(map(str, shape))}], but got input of size {list(x.shape)}"
+        )
+    return shape
+
+
+def check_param_shape(v, shape, name):
+    """An elementwise parameter (or None) of exactly ``shape``."""
+    if v is None:
+        return
+    check_array(v, name)
+    if tuple(v.shape) != tuple(shape):
+        raise ValueError(f"{name} should have shape {tuple(shape)}, got {tuple(v.shape)}")
 
 
 def check_input_channels(x, num_channels, low=2, high=5):
