@@ -1,0 +1,8 @@
+"""Teaching modules of the book: ``reference`` (the staged graph), ``stats`` (mean and
+variance four ways), ``gradcheck``, ``conventions``, ``accuracy``, ``recalibration``,
+``tolerance`` (the one tolerance helper of tests and notebooks) and ``display``
+(:func:`show_source`, package code shown from the object itself)."""
+
+from .display import show_source
+
+__all__ = ["show_source"]
