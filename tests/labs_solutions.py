@@ -37,6 +37,8 @@ def fwd_np(x, gamma, beta, eps, mistake=None):
         xhat = (x - mu) / np.sqrt(var + eps)
     if mistake == "gamma_beta_swapped":
         return _view(beta, x) * xhat + _view(gamma, x)
+    if mistake == "missing_affine":
+        return xhat
     return _view(gamma, x) * xhat + _view(beta, x)
 
 
@@ -59,6 +61,8 @@ def fwd_loops(x, gamma, beta, eps, mistake=None):
             scale, shift = gamma[c], beta[c]
             if mistake == "gamma_beta_swapped":
                 scale, shift = shift, scale
+            elif mistake == "missing_affine":
+                scale, shift = 1.0, 0.0
             res = scale * (g - mu) / den + shift
             if mistake == "wrong_axes":
                 out[(slice(None),) + list(np.ndindex(xc.shape[1:]))[k]] = res
@@ -98,6 +102,8 @@ def bwd_np(dy, x, gamma, eps, mistake=None):
     xhat = (x - mu) * inv
     dbeta = dy.sum(axis=_axes(x))
     dgamma = dbeta if mistake == "dgamma_missing_xhat" else (dy * xhat).sum(axis=_axes(x))
+    if mistake == "params_averaged":
+        dgamma, dbeta = dgamma / (x.size / x.shape[1]), dbeta / (x.size / x.shape[1])
     g = dy * _view(gamma, x)
     if mistake == "stats_treated_constant":
         return g * inv, dgamma, dbeta
@@ -136,6 +142,8 @@ def bwd_loops(dy, x, gamma, eps, mistake=None):
             xhat_all = (xc_all - mu) / math.sqrt(var + eps)
         dbeta[c] = dy[:, c].sum()
         dgamma[c] = dbeta[c] if mistake == "dgamma_missing_xhat" else (dy[:, c] * xhat_all).sum()
+        if mistake == "params_averaged":
+            dbeta[c], dgamma[c] = dy[:, c].mean(), (dy[:, c] * xhat_all).mean()
     return dx, dgamma, dbeta
 
 
@@ -188,6 +196,8 @@ def inf_np(x, running_mean, running_var, gamma, beta, eps, mistake=None):
         mu, var = x.mean(axis=_axes(x), keepdims=True), x.var(axis=_axes(x), keepdims=True)
     den = {"eps_outside_sqrt": np.sqrt(var) + eps, "missing_eps": np.sqrt(var),
            "divide_by_variance": var + eps}.get(mistake, np.sqrt(var + eps))
+    if mistake == "gamma_beta_swapped":
+        gamma, beta = beta, gamma
     return _view(gamma, x) * (x - mu) / den + _view(beta, x)
 
 
@@ -205,8 +215,9 @@ def inf_loops(x, running_mean, running_var, gamma, beta, eps, mistake=None):
             den = var + eps
         else:
             den = math.sqrt(var + eps)
-        scale = gamma[c] / den
-        y[:, c] = scale * x[:, c] + (beta[c] - scale * mu)
+        g, b = (beta[c], gamma[c]) if mistake == "gamma_beta_swapped" else (gamma[c], beta[c])
+        scale = g / den
+        y[:, c] = scale * x[:, c] + (b - scale * mu)
     return y
 
 
@@ -221,6 +232,8 @@ def ln_np(x, gamma, beta, eps, mistake=None):
            "divide_by_variance": var + eps}.get(mistake, np.sqrt(var + eps))
     if mistake == "gamma_beta_swapped":
         gamma, beta = beta, gamma
+    if mistake == "missing_affine":
+        return (x - mu) / den
     return gamma * (x - mu) / den + beta
 
 
@@ -243,7 +256,12 @@ def ln_loops(x, gamma, beta, eps, mistake=None):
             xhat = (xs - mu) / (var + eps)
         else:
             xhat = (xs - mu) / np.sqrt(var + eps)
-        y[n] = beta * xhat + gamma if mistake == "gamma_beta_swapped" else gamma * xhat + beta
+        if mistake == "gamma_beta_swapped":
+            y[n] = beta * xhat + gamma
+        elif mistake == "missing_affine":
+            y[n] = xhat
+        else:
+            y[n] = gamma * xhat + beta
     return y
 
 
@@ -265,6 +283,8 @@ def gn_np(x, num_groups, gamma, beta, eps, mistake=None):
     xhat = (xg - mu) / den
     if mistake == "groups_interleaved":
         xhat = xhat.reshape(N, num_groups, C // num_groups, -1).transpose(0, 2, 1, 3)
+    if mistake == "missing_affine":
+        return xhat.reshape(x.shape)
     return _view(gamma, x) * xhat.reshape(x.shape) + _view(beta, x)
 
 
@@ -288,7 +308,8 @@ def gn_loops(x, num_groups, gamma, beta, eps, mistake=None):
             den = {"eps_outside_sqrt": math.sqrt(var) + eps, "missing_eps": math.sqrt(var),
                    "divide_by_variance": var + eps}.get(mistake, math.sqrt(var + eps))
             for j, c in enumerate(chans):
-                y[n, c] = gamma[c] * (v[j] - mu) / den + beta[c]
+                scale, shift = (1.0, 0.0) if mistake == "missing_affine" else (gamma[c], beta[c])
+                y[n, c] = scale * (v[j] - mu) / den + shift
     return y
 
 

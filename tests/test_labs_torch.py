@@ -39,6 +39,8 @@ def fwd_torch(x, gamma, beta, eps, mistake=None):
     var = x.var(dim=dims, keepdim=True, unbiased=mistake == "unbiased_variance")
     if mistake == "gamma_beta_swapped":
         g, b = b, g
+    if mistake == "missing_affine":
+        g, b = torch.ones_like(g), torch.zeros_like(b)
     return (_view(g, x) * (x - mu) / _denominator(var, eps, mistake) + _view(b, x)).numpy()
 
 
@@ -57,6 +59,9 @@ def bwd_torch(dy, x, gamma, eps, mistake=None):
     y.backward(torch.from_numpy(dy))
     dbeta = dy.sum(axis=_dims(x))
     dgamma = dbeta if mistake == "dgamma_missing_xhat" else g.grad.numpy()
+    if mistake == "params_averaged":
+        count = x.numel() // x.shape[1]
+        return x.grad.numpy(), dgamma / count, dbeta / count
     return x.grad.numpy(), dgamma, dbeta
 
 
@@ -72,6 +77,8 @@ def inf_torch(x, running_mean, running_var, gamma, beta, eps, mistake=None):
     if mistake == "uses_batch_stats":
         rm, rv = x.mean(dim=_dims(x)), x.var(dim=_dims(x), unbiased=False)
     y = (x - _view(rm, x)) / _denominator(_view(rv, x), eps, mistake)
+    if mistake == "gamma_beta_swapped":
+        g, b = b, g
     return (_view(g, x) * y + _view(b, x)).numpy()
 
 
@@ -82,7 +89,8 @@ def ln_torch(x, gamma, beta, eps, mistake=None):
     var = x.var(dim=dims, keepdim=True, unbiased=mistake == "unbiased_variance")
     if mistake == "gamma_beta_swapped":
         g, b = b, g
-    return (g * (x - mu) / _denominator(var, eps, mistake) + b).numpy()
+    xhat = (x - mu) / _denominator(var, eps, mistake)
+    return (xhat if mistake == "missing_affine" else g * xhat + b).numpy()
 
 
 def gn_torch(x, num_groups, gamma, beta, eps, mistake=None):
@@ -97,6 +105,8 @@ def gn_torch(x, num_groups, gamma, beta, eps, mistake=None):
     xhat = (xg - mu) / _denominator(var, eps, mistake)
     if mistake == "groups_interleaved":
         xhat = xhat.transpose(1, 2)
+    if mistake == "missing_affine":
+        return xhat.reshape(x.shape).numpy()
     return (_view(g, x) * xhat.reshape(x.shape) + _view(b, x)).numpy()
 
 

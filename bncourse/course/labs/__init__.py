@@ -48,11 +48,13 @@ MISTAKES: dict[str, str] = {
     "wrong_axes": "the statistics are taken over the wrong axes (per sample, or over the wrong "
                   "axes of a 3-D/4-D input)",
     "gamma_beta_swapped": "gamma and beta are swapped: beta scales and gamma shifts",
+    "missing_affine": "gamma and beta are never applied: the output is the normalized x̂",
     "stats_treated_constant": "the mean and variance are treated as constants: no gradient flows "
                               "through them (dx = dy·γ/σ)",
     "missing_mean_term": "dx lacks the term from the mean: mean(dy·γ) is not subtracted",
     "missing_xhat_term": "dx lacks the term from the variance: x̂·mean(dy·γ·x̂) is not subtracted",
     "dgamma_missing_xhat": "dgamma is the sum of dy alone; it is the sum of dy·x̂",
+    "params_averaged": "dgamma and dbeta are averaged over the batch; they are sums",
     "momentum_inverted": "momentum weights the old running value instead of the new batch",
     "biased_running_var": "running_var tracks the biased batch variance; PyTorch tracks the "
                           "unbiased one (m − 1)",
@@ -78,10 +80,12 @@ HINTS: dict[str, str] = {
     "wrong_axes": "the axis argument of your reductions: one mean per channel, over the batch "
                   "(and spatial) axes",
     "gamma_beta_swapped": "the last line: which parameter multiplies and which is added?",
+    "missing_affine": "the last line: the learned scale and shift",
     "stats_treated_constant": "the chain rule: μ and σ depend on every x of the channel",
     "missing_mean_term": "the gradient through the mean μ",
     "missing_xhat_term": "the gradient through the variance σ²",
     "dgamma_missing_xhat": "the line computing dgamma: y = γ·x̂ + β",
+    "params_averaged": "the reductions for dgamma and dbeta: each sample adds its gradient",
     "momentum_inverted": "the weights of the moving average: momentum multiplies the new value",
     "biased_running_var": "the variance you feed into running_var",
     "uses_batch_stats": "which mean and variance you normalize with",

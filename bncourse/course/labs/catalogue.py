@@ -80,11 +80,11 @@ _BN_SHAPES = [((4, 3), [1.0, 0.05, 0.02], 1e-3), ((3, 2, 2, 3), [0.08, 1.0], 1e-
 
 
 def _bn_forward(x: Any, gamma: Any, beta: Any, eps: float, *, axes: str = "batch", ddof: int = 0,
-                eps_mode: str = "inside", swap: bool = False) -> tuple[Any]:
+                eps_mode: str = "inside", swap: bool = False, affine: bool = True) -> tuple[Any]:
     """Training-mode batch norm (x: (N, C, *), gamma/beta: (C,)); switches make mistakes."""
     xhat = _normalize(x, AXES[axes](x.ndim), eps, ddof=ddof, eps_mode=eps_mode)
     g, b = (beta, gamma) if swap else (gamma, beta)
-    return (_chan(g, x.ndim) * xhat + _chan(b, x.ndim),)
+    return (_chan(g, x.ndim) * xhat + _chan(b, x.ndim) if affine else xhat,)
 
 
 def _forward_probes(seed: int) -> tuple[Probe, ...]:
@@ -102,14 +102,16 @@ BN_FORWARD = Spec(
     _forward_probes(0), lambda x, g, b, eps: (bnp.batch_norm_forward(x, g, b, eps)[0],),
     _variants(_bn_forward, unbiased_variance=[{"ddof": 1}], eps_outside_sqrt=[{"eps_mode": "outside"}],
               missing_eps=[{"eps_mode": "none"}], divide_by_variance=[{"eps_mode": "variance"}],
-              wrong_axes=WRONG_AXES, gamma_beta_swapped=[{"swap": True}]))
+              wrong_axes=WRONG_AXES, gamma_beta_swapped=[{"swap": True}],
+              missing_affine=[{"affine": False}]))
 
 # ----------------------------------------------------------------------------- batch norm backward
 
 
 def _bn_backward(dy: Any, x: Any, gamma: Any, eps: float, *, axes: str = "batch", ddof: int = 0,
                  exact_unbiased: bool = False, stats_constant: bool = False, mean_term: bool = True,
-                 xhat_term: bool = True, dgamma_xhat: bool = True) -> tuple[Any, Any, Any]:
+                 xhat_term: bool = True, dgamma_xhat: bool = True,
+                 params_averaged: bool = False) -> tuple[Any, Any, Any]:
     """(dx, dgamma, dbeta) of training-mode batch norm; switches make mistakes.
 
     dx = (dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂)) / sqrt(σ² + eps),  dx̂ = dy·γ, means over the batch
@@ -121,6 +123,9 @@ def _bn_backward(dy: Any, x: Any, gamma: Any, eps: float, *, axes: str = "batch"
     xhat = (x - x.mean(axis=ax, keepdims=True)) / sigma
     dbeta = dy.sum(axis=bax)
     dgamma = (dy * xhat).sum(axis=bax) if dgamma_xhat else dbeta.copy()
+    if params_averaged:                          # means instead of sums over the batch axes
+        count = x.size // x.shape[1]
+        dgamma, dbeta = dgamma / count, dbeta / count
     dxhat = dy * _chan(gamma, x.ndim)
     dx = dxhat
     if not stats_constant:
@@ -155,7 +160,7 @@ BN_BACKWARD = Spec(
               missing_mean_term=[{"mean_term": False}], missing_xhat_term=[{"xhat_term": False}],
               dgamma_missing_xhat=[{"dgamma_xhat": False}],
               unbiased_variance=[{"ddof": 1}, {"ddof": 1, "exact_unbiased": True}],
-              wrong_axes=WRONG_AXES))
+              wrong_axes=WRONG_AXES, params_averaged=[{"params_averaged": True}]))
 
 # ----------------------------------------------------------------------------- running statistics
 
@@ -195,7 +200,7 @@ RUNNING_STATS = Spec(
 
 
 def _bn_inference(x: Any, running_mean: Any, running_var: Any, gamma: Any, beta: Any, eps: float, *,
-                  batch_ddof: int | None = None, eps_mode: str = "inside") -> tuple[Any]:
+                  batch_ddof: int | None = None, eps_mode: str = "inside", swap: bool = False) -> tuple[Any]:
     """Eval-mode batch norm with the running statistics (``batch_ddof`` set: the batch's)."""
     nd = x.ndim
     if batch_ddof is None:
@@ -203,7 +208,8 @@ def _bn_inference(x: Any, running_mean: Any, running_var: Any, gamma: Any, beta:
     else:
         ax = AXES["batch"](nd)
         mean, var = x.mean(axis=ax, keepdims=True), x.var(axis=ax, keepdims=True, ddof=batch_ddof)
-    return (_chan(gamma, nd) * (x - mean) / _denominator(var, eps, eps_mode) + _chan(beta, nd),)
+    g, b = (beta, gamma) if swap else (gamma, beta)
+    return (_chan(g, nd) * (x - mean) / _denominator(var, eps, eps_mode) + _chan(b, nd),)
 
 
 def _inference_probes(seed: int) -> tuple[Probe, ...]:
@@ -224,17 +230,17 @@ BN_INFERENCE = Spec(
     (Output("y", 1),), _inference_probes(3), lambda *a: (bnp.batch_norm_inference(*a),),
     _variants(_bn_inference, uses_batch_stats=[{"batch_ddof": 0}, {"batch_ddof": 1}],
               eps_outside_sqrt=[{"eps_mode": "outside"}], missing_eps=[{"eps_mode": "none"}],
-              divide_by_variance=[{"eps_mode": "variance"}]))
+              divide_by_variance=[{"eps_mode": "variance"}], gamma_beta_swapped=[{"swap": True}]))
 
 # ----------------------------------------------------------------------------- layer and group norm
 
 
 def _layer_norm(x: Any, gamma: Any, beta: Any, eps: float, *, axes: str = "sample", ddof: int = 0,
-                eps_mode: str = "inside", swap: bool = False) -> tuple[Any]:
+                eps_mode: str = "inside", swap: bool = False, affine: bool = True) -> tuple[Any]:
     """Layer norm over all dims but the first, gamma/beta: x.shape[1:]; switches make mistakes."""
     xhat = _normalize(x, AXES[axes](x.ndim), eps, ddof=ddof, eps_mode=eps_mode)
     g, b = (beta, gamma) if swap else (gamma, beta)
-    return (g * xhat + b,)
+    return (g * xhat + b if affine else xhat,)
 
 
 def _norm_probes(seed: int, shapes: list[tuple[tuple[int, ...], int]],
@@ -258,11 +264,12 @@ LAYER_NORM = Spec(
     _variants(_layer_norm, unbiased_variance=[{"ddof": 1}], eps_outside_sqrt=[{"eps_mode": "outside"}],
               missing_eps=[{"eps_mode": "none"}], divide_by_variance=[{"eps_mode": "variance"}],
               wrong_axes=[{"axes": a} for a in ("first", "batch", "last", "all")],
-              gamma_beta_swapped=[{"swap": True}]))
+              gamma_beta_swapped=[{"swap": True}], missing_affine=[{"affine": False}]))
 
 
 def _group_norm(x: Any, num_groups: int, gamma: Any, beta: Any, eps: float, *,
-                grouping: str = "contiguous", ddof: int = 0, eps_mode: str = "inside") -> tuple[Any]:
+                grouping: str = "contiguous", ddof: int = 0, eps_mode: str = "inside",
+                affine: bool = True) -> tuple[Any]:
     """Group norm, each (sample, group of C/G consecutive channels) over its channels and
     space, gamma/beta per channel; ``grouping`` switches make mistakes."""
     N, C = x.shape[:2]
@@ -274,7 +281,8 @@ def _group_norm(x: Any, num_groups: int, gamma: Any, beta: Any, eps: float, *,
     else:                                        # "sample" (G = 1), "instance" (G = C)
         axes = (1, 2) if grouping == "sample" else (2,)
         xhat = _normalize(x.reshape(N, C, -1), axes, eps, ddof=ddof, eps_mode=eps_mode)
-    return (_chan(gamma, x.ndim) * xhat.reshape(x.shape) + _chan(beta, x.ndim),)
+    y = xhat.reshape(x.shape)
+    return (_chan(gamma, x.ndim) * y + _chan(beta, x.ndim) if affine else y,)
 
 
 GROUP_NORM = Spec(
@@ -284,7 +292,8 @@ GROUP_NORM = Spec(
     _variants(_group_norm, groups_interleaved=[{"grouping": "interleaved"}],
               unbiased_variance=[{"ddof": 1}], eps_outside_sqrt=[{"eps_mode": "outside"}],
               missing_eps=[{"eps_mode": "none"}], divide_by_variance=[{"eps_mode": "variance"}],
-              wrong_axes=[{"grouping": "sample"}, {"grouping": "instance"}]))
+              wrong_axes=[{"grouping": "sample"}, {"grouping": "instance"}],
+              missing_affine=[{"affine": False}]))
 
 # ----------------------------------------------------------------------------- folding
 

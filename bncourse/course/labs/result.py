@@ -182,6 +182,8 @@ def _close(a: tuple[np.ndarray, ...], e: tuple[np.ndarray, ...]) -> bool:
 
 
 def _where(out: Output, index: tuple[int, ...]) -> str:
+    if out.channel_axis is not None and len(index) == 1:      # a (C,) vector
+        return f"channel {index[0]}"
     where = f"index {index}" if index else "its value"
     if out.channel_axis is not None and len(index) > out.channel_axis:
         where += f" (channel {index[out.channel_axis]})"
