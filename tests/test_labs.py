@@ -166,10 +166,38 @@ def test_raising_function_shows_the_learners_traceback():
     (lambda x: x.astype(object), "y has dtype object; return real numbers"),
 ])
 def test_wrong_shape_or_type_fails_with_a_message(ret, text):
-    r = labs.check_batch_norm_forward(lambda x, g, b, eps: ret(x))
+    def my_bn(x, gamma, beta, eps):
+        return ret(x)
+
+    r = labs.check_batch_norm_forward(my_bn)
     assert not r.passed and r.mistake is None and text in r.message, r
-    assert "(on probe x of shape (4, 3), eps=0.001)" in r.message
+    line = my_bn.__code__.co_firstlineno
+    assert r.message.endswith(f"your function: my_bn (test_labs.py, line {line}), "
+                              "on probe x of shape (4, 3), eps=0.001")
     _assert_no_machine_paths(r.message)
+
+
+def test_failure_on_a_4d_probe_only_names_that_probe():
+    def flat_only(x, gamma, beta, eps):
+        if x.ndim > 2:
+            raise NotImplementedError("only (N, C) inputs")
+        return S.fwd_np(x, gamma, beta, eps)
+
+    r = labs.check_batch_norm_forward(flat_only)
+    assert "raised an error on probe x of shape (3, 2, 2, 3), eps=0.01" in r.message
+    assert r.message.endswith('raise NotImplementedError("only (N, C) inputs")\n'
+                              "NotImplementedError: only (N, C) inputs")
+
+
+def test_non_finite_outputs_fail_and_are_located():
+    def nan_in_last_channel(x, gamma, beta, eps):
+        y = S.fwd_np(x, gamma, beta, eps)
+        y[:, -1] = np.nan
+        return y
+
+    r = labs.check_batch_norm_forward(nan_in_last_channel)
+    assert not r.passed and r.mistake is None
+    assert "y: not finite (nan or inf) at index (0, 2) (channel 2)" in r.message
 
 
 def test_wrong_tuple_length_fails():

@@ -163,6 +163,11 @@ def test_fold_switchable_default_and_distinguishable_mistakes():
     assert any(p.args[1] is None for p in spec.probes) and any(p.args[1] is not None for p in spec.probes)
 
 
+def test_a_torch_tensor_may_be_returned_unconverted():
+    r = labs.check_batch_norm_forward(lambda x, g, b, eps: torch.from_numpy(S.fwd_np(x, g, b, eps)))
+    assert r.passed, r
+
+
 def test_tensor_that_requires_grad_is_reported_not_raised():
     r = labs.check_batch_norm_forward(lambda x, g, b, eps: torch.from_numpy(x).requires_grad_())
     assert not r.passed and "y cannot be read with np.asarray: RuntimeError" in r.message

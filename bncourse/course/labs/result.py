@@ -8,6 +8,7 @@ Numbers in messages have 2 significant digits (stable across CPUs and BLAS kerne
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 import html
 import os
 import re
@@ -147,6 +148,15 @@ def _read_output(value: Any, out: Output, shape: tuple[int, ...]) -> np.ndarray:
     return a
 
 
+def _defined_at(fn: Callable[..., Any]) -> str:
+    """'my_bn (<cell>, line 3)': where the learner's function is defined, without paths."""
+    while isinstance(fn, partial):
+        fn = fn.func
+    code = getattr(fn, "__code__", None)
+    name = getattr(fn, "__name__", type(fn).__name__)
+    return f"{name} ({_short_filename(code.co_filename)}, line {code.co_firstlineno})" if code else name
+
+
 def call_learner(fn: Callable[..., Any], spec: Spec, probe: Probe,
                  shapes: Sequence[tuple[int, ...]]) -> tuple[np.ndarray, ...]:
     """The learner's outputs on one probe, as float64 arrays of the reference's shapes."""
@@ -155,22 +165,22 @@ def call_learner(fn: Callable[..., Any], spec: Spec, probe: Probe,
     except Exception as exc:
         raise LearnerError(f"your function raised an error on probe {probe.label}:\n"
                            f"{learner_traceback(exc)}") from None
+    where = f"\n  your function: {_defined_at(fn)}, on probe {probe.label}"
     outs = spec.outputs
     if len(outs) == 1:
         if isinstance(ret, tuple):
             raise LearnerError(f"your function returned a tuple of {len(ret)} items; expected "
-                               f"one array {outs[0].name} (on probe {probe.label})")
+                               f"one array {outs[0].name}{where}")
         ret = (ret,)
     elif not isinstance(ret, (tuple, list)) or len(ret) != len(outs):
         names = ", ".join(o.name for o in outs)
         got = f"a {type(ret).__name__}" + (f" of {len(ret)} items" if isinstance(ret, (tuple, list))
                                            else "")
-        raise LearnerError(f"your function returned {got}; expected a tuple ({names}) "
-                           f"(on probe {probe.label})")
+        raise LearnerError(f"your function returned {got}; expected a tuple ({names}){where}")
     try:
         return tuple(_read_output(v, o, s) for v, o, s in zip(ret, outs, shapes))
     except LearnerError as exc:
-        raise LearnerError(f"{exc} (on probe {probe.label})") from None
+        raise LearnerError(f"{exc}{where}") from None
 
 
 # ----------------------------------------------------------------------------- comparing
