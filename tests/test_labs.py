@@ -78,7 +78,14 @@ def test_probes_have_2d_and_4d_inputs_several_batch_sizes_and_small_variances():
     for p in spec.probes:
         x, eps = p.args[0], p.args[3]
         assert x.var(axis=catalogue.AXES["batch"](x.ndim)).min() < 10 * eps      # eps matters
-    assert [x.size for x in xs] == sorted(x.size for x in xs)                    # smallest first
+
+
+@pytest.mark.parametrize("name", list(catalogue.SPECS))
+def test_probes_come_smallest_first(name):
+    """The first failing probe is "the smallest probe that shows it"."""
+    probes = catalogue.SPECS[name].probes
+    sizes = [max(np.size(a) for a in p.args if isinstance(a, np.ndarray)) for p in probes]   # the input's
+    assert sizes == sorted(sizes)
 
 
 # ----------------------------------------------------------------------------- learners
