@@ -248,3 +248,16 @@ def test_numbers_in_messages_have_two_significant_digits():
     r = labs.check_batch_norm_forward(S.with_mistake(S.fwd_np, "unbiased_variance"))
     for number in re.findall(r"(?:error|expected|got) (-?[0-9.e+-]+)", r.message):
         assert len(re.sub(r"e.*|[-.]|^0+", "", number).lstrip("0")) <= 2, number
+
+
+def test_a_notebook_cell_is_named_cell_in_tracebacks_and_locations():
+    src = "def cell_bn(x, gamma, beta, eps):\n    return undefined_helper(x)\n"
+    namespace = {}
+    exec(compile(src, "/tmp/ipykernel_4242/1234567.py", "exec"), namespace)
+    r = labs.check_batch_norm_forward(namespace["cell_bn"])
+    assert 'File "<cell>", line 2, in cell_bn' in r.message and "NameError" in r.message
+    _assert_no_machine_paths(r.message)
+    exec(compile("def cell_bn(x, gamma, beta, eps):\n    return x[0]\n", "/tmp/ipykernel_4242/7.py",
+                 "exec"), namespace)
+    r = labs.check_batch_norm_forward(namespace["cell_bn"])
+    assert "your function: cell_bn (<cell>, line 1)" in r.message
