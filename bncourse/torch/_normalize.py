@@ -30,7 +30,9 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from ._stats import compute_dtype, moments, sum64
+from ..core.policy import compute_dtype
+from ..core.running import blend, running_stats
+from ..core.torch_stats import moments, sum64
 
 
 @dataclass
@@ -79,7 +81,7 @@ class Plan:
     aligned: bool               # parameters vary exactly along the statistics (batch norm)
     eps: float
     center: bool = True         # False: RMS norm
-    work_shape: tuple = None    # x is viewed as this while standardizing (group norm)
+    work_shape: tuple | None = None    # x is viewed as this while standardizing (group norm)
     statistics: object = batch_statistics   # (plan, xw) -> (Stats, xw − r)
     reduce: object = None       # backward: local (Σdy, Σdy·x̂) -> the group's (distributed)
 
@@ -99,7 +101,7 @@ def _param(p, plan):
 
 
 def norm_forward(ctx, x, weight, bias, plan, positions=(0, 1, 2)):
-    """y = w·x̂ + b; saves what :func:`norm_backward` needs on ``ctx``.  Returns (y, Stats).
+    """y = w·x̂ + b; saves what :func:`function_backward` needs on ``ctx``.  Returns (y, Stats).
 
     ``positions``: where input, weight and bias stand among the Function's arguments.
     """
@@ -141,7 +143,7 @@ def _xhat(t, st, cdt):
 # ----------------------------------------------------------------------------- backward
 
 
-def norm_backward(ctx, dy):
+def function_backward(ctx, dy):
     """The backward of every Function built on :func:`norm_forward`: the gradients of all
     its arguments, (dx, dweight, dbias) at their positions by the closed form, None
     elsewhere and where ``ctx.needs_input_grad`` is False."""
@@ -234,14 +236,17 @@ def _differentiable_xhat(x, plan, st):
 @torch.no_grad()
 def ema_(buffer, new, f):
     """In place: buffer ← (1 − f)·buffer + f·new, computed in float64 (f weights the new value)."""
-    buffer.copy_(((1.0 - f) * buffer.double() + f * new.reshape(buffer.shape)).to(buffer.dtype))
+    buffer.copy_(blend(buffer.double(), new.reshape(buffer.shape), f).to(buffer.dtype))
 
 
+@torch.no_grad()
 def update_running_stats_(running_mean, running_var, st, momentum):
-    """PyTorch's rule: mean ← (1 − f)·mean + f·μ,  var ← (1 − f)·var + f·σ²·m/(m − 1)
-    (unbiased), f = ``momentum``.  An empty batch leaves them unchanged (as in PyTorch)."""
+    """:func:`bncourse.core.running.running_stats` (PyTorch's rule, f = ``momentum``) written
+    into the buffers.  An empty batch leaves them unchanged (as in PyTorch)."""
     if running_mean is None or not st.count:
         return
-    m = st.count
-    ema_(running_mean, st.mean, momentum)
-    ema_(running_var, st.var * (m / (m - 1)), momentum)
+    mean, var = running_stats(running_mean.double(), running_var.double(),
+                              st.mean.reshape(running_mean.shape),
+                              st.var.reshape(running_var.shape), st.count, momentum)
+    running_mean.copy_(mean.to(running_mean.dtype))
+    running_var.copy_(var.to(running_var.dtype))

@@ -22,8 +22,9 @@ import math
 
 import torch
 
-from . import _checks
-from ._normalize import Plan, batch_plan, batch_statistics, ema_, norm_backward, norm_forward
+from ..core.running import unbiased
+from ..core import validation as _checks
+from ._normalize import Plan, batch_plan, batch_statistics, ema_, function_backward, norm_forward
 from .functional import batch_norm
 
 
@@ -58,7 +59,7 @@ class LayerNormFunction(torch.autograd.Function):
         plan = trailing_plan(input.ndim, normalized_shape, eps)
         return norm_forward(ctx, input, weight, bias, plan, positions=(0, 2, 3))[0]
 
-    backward = staticmethod(norm_backward)
+    backward = staticmethod(function_backward)
 
 
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
@@ -80,7 +81,7 @@ class RMSNormFunction(torch.autograd.Function):
         plan = trailing_plan(input.ndim, normalized_shape, eps, center=False)
         return norm_forward(ctx, input, weight, None, plan, positions=(0, 2, 3))[0]
 
-    backward = staticmethod(norm_backward)
+    backward = staticmethod(function_backward)
 
 
 def rms_norm(input, normalized_shape, weight=None, eps=None):
@@ -108,7 +109,7 @@ class GroupNormFunction(torch.autograd.Function):
                     work_shape=(input.shape[0], num_groups, -1))
         return norm_forward(ctx, input, weight, bias, plan, positions=(0, 2, 3))[0]
 
-    backward = staticmethod(norm_backward)
+    backward = staticmethod(function_backward)
 
 
 def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
@@ -147,10 +148,10 @@ class InstanceNormFunction(torch.autograd.Function):
         if running_mean is not None and input.shape[0]:
             m = st.count
             ema_(running_mean, st.mean.mean(0), momentum)
-            ema_(running_var, (st.var * (m / (m - 1))).mean(0), momentum)
+            ema_(running_var, unbiased(st.var, m).mean(0), momentum)
         return y
 
-    backward = staticmethod(norm_backward)
+    backward = staticmethod(function_backward)
 
 
 def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=None,
@@ -170,10 +171,10 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
         return batch_norm(input, running_mean, running_var, weight, bias, False, momentum, eps)
     for name, v in (("running_mean", running_mean), ("running_var", running_var),
                     ("weight", weight), ("bias", bias)):
-        _checks.check_channel_vector(v, C, name, input.device)
+        _checks.check_tensor_channels(v, C, name, input.device)
     _check_eps(eps, "instance_norm")
     if running_mean is not None:
-        _checks.check_momentum(momentum)
+        _checks.check_momentum(momentum, allow_none=False)
     return InstanceNormFunction.apply(input, weight, bias, running_mean, running_var, momentum, eps)
 
 
@@ -211,7 +212,7 @@ class BatchRenormFunction(torch.autograd.Function):
         ema_(running_std, 1.0 / st.invstd, momentum)
         return y
 
-    backward = staticmethod(norm_backward)
+    backward = staticmethod(function_backward)
 
 
 def batch_renorm(input, running_mean, running_std, weight=None, bias=None, training=False,
@@ -226,7 +227,7 @@ def batch_renorm(input, running_mean, running_std, weight=None, bias=None, train
                     ("weight", weight), ("bias", bias)):
         if v is None and name.startswith("running"):
             raise TypeError(f"batch_renorm needs {name}, got None")
-        _checks.check_channel_vector(v, C, name, input.device)
+        _checks.check_tensor_channels(v, C, name, input.device)
     _checks.check_eps(eps, training, "batch_renorm")
     if not r_max >= 1:
         raise ValueError(f"r_max must be >= 1, got {r_max!r}")
@@ -234,7 +235,7 @@ def batch_renorm(input, running_mean, running_std, weight=None, bias=None, train
         raise ValueError(f"d_max must be >= 0, got {d_max!r}")
     if not training:     # σ already contains ε: normalize by σ itself
         return batch_norm(input, running_mean, running_std.double() ** 2, weight, bias, False, 0.0, 0.0)
-    _checks.check_momentum(momentum)
+    _checks.check_momentum(momentum, allow_none=False)
     return BatchRenormFunction.apply(input, weight, bias, running_mean, running_std, momentum,
                                      eps, r_max, d_max)
 

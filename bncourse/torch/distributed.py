@@ -6,7 +6,7 @@ process's batch, so the result equals single-process batch norm on the whole bat
 Forward.  Each process computes its local (n_k, μ_k, M2_k) per channel with the shifted,
 float64-accumulated sums of :mod:`bncourse.torch._stats`; one ``all_gather`` collects them
 (world × (2C + 1) float64 values) and every process merges them in rank order with Chan
-et al.'s pairwise formula (:func:`bncourse.stats.merge`), so that all hold
+et al.'s pairwise formula (:func:`bncourse.core.moments.merge`), so that all hold
 bitwise the same (n, μ, M2) and update their running statistics identically.  Why not
 all-reduce (n, Σx, Σx²)?  Σx² − (Σx)²/n cancels catastrophically for offset data (the
 one-pass formula), and sums of squares around a *shared* reference would need a first
@@ -31,9 +31,9 @@ from functools import reduce
 import torch
 import torch.distributed as dist
 
-from ..stats import Moments, merge
-from ._normalize import batch_plan, make_stats, norm_backward, norm_forward, update_running_stats_
-from ._stats import moments
+from ..core.moments import Moments, merge
+from ._normalize import batch_plan, make_stats, function_backward, norm_forward, update_running_stats_
+from ..core.torch_stats import moments
 from .functional import check_batch_norm_args
 from .modules import _BatchNorm, replace_modules, retype
 
@@ -80,7 +80,7 @@ class SyncBatchNormFunction(torch.autograd.Function):
         update_running_stats_(running_mean, running_var, st, momentum)
         return y
 
-    backward = staticmethod(norm_backward)
+    backward = staticmethod(function_backward)
 
 
 def sync_batch_norm(input, running_mean, running_var, weight=None, bias=None, momentum=0.1,

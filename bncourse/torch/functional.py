@@ -4,8 +4,8 @@
 
 import torch
 
-from . import _checks
-from ._normalize import (batch_plan, frozen_statistics, norm_backward, norm_forward,
+from ..core import validation as _checks
+from ._normalize import (batch_plan, frozen_statistics, function_backward, norm_forward,
                          update_running_stats_)
 
 
@@ -33,7 +33,7 @@ class BatchNormFunction(torch.autograd.Function):
             update_running_stats_(running_mean, running_var, st, momentum)
         return y
 
-    backward = staticmethod(norm_backward)
+    backward = staticmethod(function_backward)
 
 
 def check_batch_norm_args(input, running_mean, running_var, weight, bias, training, momentum, eps,
@@ -49,9 +49,9 @@ def check_batch_norm_args(input, running_mean, running_var, weight, bias, traini
     _checks.check_running_pair(running_mean, running_var, training)
     for name, v in (("running_mean", running_mean), ("running_var", running_var),
                     ("weight", weight), ("bias", bias)):
-        _checks.check_channel_vector(v, C, name, input.device)
+        _checks.check_tensor_channels(v, C, name, input.device)
     if training and running_mean is not None:
-        _checks.check_momentum(momentum)
+        _checks.check_momentum(momentum, allow_none=False)
 
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
@@ -71,7 +71,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         y with input's shape and dtype.
 
     Differences from PyTorch: statistics are exact to float64 accumulation (the module
-    docstring of ``bncourse.torch._stats``); a call that raises changes nothing.
+    docstring of ``bncourse.core.torch_stats``); a call that raises changes nothing.
     """
     check_batch_norm_args(input, running_mean, running_var, weight, bias, training, momentum, eps)
     return BatchNormFunction.apply(input, weight, bias, running_mean, running_var,
