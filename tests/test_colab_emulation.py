@@ -53,3 +53,18 @@ def test_every_chapter_runs_alone_from_the_wheel():
     passed = re.findall(r"^PASS (\S+): ", proc.stdout, re.M)
     assert sorted(passed) == sorted(p.name for p in (ROOT / "colab").glob("*.ipynb"))
     assert "unit tests against the installed wheel, NumPy 2.0.2" in proc.stdout
+
+
+def test_each_install_cell_asks_for_the_extras_its_chapter_uses():
+    spec = importlib.util.spec_from_file_location("run_notebooks", ROOT / "tools" / "run_notebooks.py")
+    regen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(regen)
+    import nbformat
+
+    for path in regen.toc_notebooks(ROOT):
+        nb = nbformat.read(path, as_version=4)
+        edition = nbformat.read(ROOT / "colab" / path.name, as_version=4)
+        uses_torch = any("import torch" in c.source or "bncourse.torch" in c.source
+                         for c in nb.cells[1:] if c.cell_type == "code")
+        assert regen.needed_extras(nb) == (["torch"] if uses_torch else []), path.name
+        assert emulation.notebook_extras(edition) == tuple(regen.needed_extras(nb)), path.name

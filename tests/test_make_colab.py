@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import inspect
 import json
 import sys
 import textwrap
@@ -200,6 +199,7 @@ def test_a_solution_directive_in_one_cell_is_a_form_cell(book):
 
 def test_literalinclude_of_a_package_object_is_a_cell_showing_its_source(book):
     import bncourse.stats
+    from bncourse.course import show_source
 
     root = book("02_second", [md("""
         # Second
@@ -221,8 +221,16 @@ def test_literalinclude_of_a_package_object_is_a_cell_showing_its_source(book):
     cell = cells[k]
     assert make_colab.SOURCE_CALL.format(obj="bncourse.stats.welford") in cell.source
     assert "import bncourse.stats" in cell.source
-    shown = "".join(cell.outputs[0]["text"])
-    assert shown == inspect.getsource(bncourse.stats.welford) + "\n"  # what the cell prints
+    shown = show_source(bncourse.stats.welford)  # what the cell displays
+    assert cell.outputs[0]["data"] == {"text/plain": repr(shown), "text/html": shown._repr_html_()}
+
+
+def test_a_show_source_cell_stays_a_plain_code_cell(book):
+    root = book("02_second", [md("# Second"),
+                              code("show_source(bncourse.stats.welford)", tags=["remove-input"])])
+    cell = edition(root, "02_second").cells[-1]
+    assert cell.source == "show_source(bncourse.stats.welford)" and cell.metadata == {}
+    assert cell.outputs  # the source it shows
 
 
 def test_literalinclude_of_a_region_is_a_fenced_block(book, tmp_path):

@@ -52,11 +52,13 @@ PREINSTALLED = {"numpy": "2.0.2"}
 PREINSTALLED_FROM_CONSTRAINTS = ["torch", "matplotlib", "ipykernel"]
 RUNNER = ["nbclient"]  # runs the notebooks (Colab's own frontend plays this part)
 UNIT_TEST_TOOLS = ["pytest", "pytest-xdist", "hypothesis"]
-# Tests that read repository files (the book, the notebooks, this tool's own checks) or
-# compile CUDA kernels with CuPy: they have no meaning in an installed environment.
+# Tests that read repository files (the book, the notebooks, the source tree, the tools and
+# this tool's own checks) or compile CUDA kernels with CuPy: they have no meaning in an
+# installed environment.
 UNIT_TESTS_LEFT_OUT = ["test_book.py", "test_notebooks_hygiene.py", "test_cupy_kernels.py",
                        "test_colab_edition.py", "test_colab_emulation.py",
-                       "test_make_colab.py", "test_deploy_workflow.py"]
+                       "test_make_colab.py", "test_deploy_workflow.py", "test_layout.py",
+                       "test_gpu_check.py"]
 SDIST_FILES = ["pyproject.toml", "README.md", "LICENSE", "bncourse"]
 
 # The install line of a notebook's first cell, as tools/run_notebooks.py writes it.

@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import copy
 import importlib
-import inspect
 import re
 import sys
 import textwrap
@@ -50,9 +49,11 @@ from run_notebooks import book_config, normalize, report, toc_notebooks  # noqa:
 OUT_DIR = "colab"
 COLAB = "https://colab.research.google.com/github"
 
-# The cell that shows a package object's source (``{literalinclude} :pyobject:``).
-SOURCE_IMPORT = "import inspect"
-SOURCE_CALL = "print(inspect.getsource({obj}))"
+# The cell that shows a package object's source (``{literalinclude} :pyobject:``), with
+# the package's own helper (bncourse.course.show_source), as the chapters do.
+SOURCE_IMPORT = "from bncourse.course import show_source"
+SOURCE_CALL = "show_source({obj})"
+SHOW_SOURCE_CELL = re.compile(r"^show_source\([\w.]+\)$")
 
 ADMONITIONS = {"admonition", "note", "tip", "hint", "important", "warning", "caution",
                "attention", "danger", "error", "seealso"}
@@ -317,9 +318,12 @@ def source_cell(path: str, pyobject: str):
     obj = importlib.import_module(module)
     for attr in pyobject.split("."):
         obj = getattr(obj, attr)
+    from bncourse.course import show_source
+
     code = f"{SOURCE_IMPORT}\nimport {module}\n\n{SOURCE_CALL.format(obj=f'{module}.{pyobject}')}"
-    shown = inspect.getsource(obj) + "\n"  # what SOURCE_CALL prints
-    output = nbformat.v4.new_output("stream", name="stdout", text=shown)
+    shown = show_source(obj)  # what running the cell displays
+    output = nbformat.v4.new_output("execute_result", execution_count=None, data={
+        "text/plain": repr(shown), "text/html": shown._repr_html_()})
     return nbformat.v4.new_code_cell(code, outputs=[output])
 
 
@@ -460,6 +464,8 @@ class Chapter:
         elif index == 0 and "google.colab" in source(cell):
             out = form_cell("Install the course package (in Colab; nothing elsewhere)",
                             source(cell), execution_count=out.execution_count, outputs=out.outputs)
+        elif SHOW_SOURCE_CELL.match(source(cell).strip()):
+            pass  # one line that names what it shows: the book hides it, the edition need not
         elif tags & {"hide-input", "remove-input", "hide-cell", "remove-cell"}:
             title = f"Code of Figure {number}" if number else "Code (collapsed in the book)"
             out = form_cell(title, source(cell), execution_count=out.execution_count,
