@@ -5,9 +5,12 @@ Needs torch (``pip install bncourse[torch]``); ``import bncourse`` does not impo
 Functional (``torch.nn.functional``'s signatures and semantics):
     ``batch_norm``, ``layer_norm``, ``rms_norm``, ``group_norm``, ``instance_norm``, plus
     ``batch_renorm`` (Ioffe 2017) and ``sync_batch_norm`` (over a process group).
-autograd Functions (closed-form backward, ``save_for_backward``, double backward):
+autograd Functions (closed-form backward and forward-mode ``jvp``, double backward, the
+``setup_context`` style with a ``vmap`` rule, so ``torch.func``'s ``vmap``, ``grad``, ``jacrev``,
+``jacfwd``, ``jvp`` compose; ``apply`` returns (y, *statistics)):
     ``BatchNormFunction``, ``LayerNormFunction``, ``RMSNormFunction``, ``GroupNormFunction``,
-    ``InstanceNormFunction``, ``BatchRenormFunction``, ``SyncBatchNormFunction``.
+    ``InstanceNormFunction``, ``BatchRenormFunction``, ``SyncBatchNormFunction`` (the last two
+    refuse ``vmap``).
 Modules (``torch.nn``'s constructors, parameters, buffers, state_dict keys and repr):
     ``BatchNorm1d/2d/3d``, ``SyncBatchNorm``, ``LayerNorm``, ``RMSNorm``, ``GroupNorm``,
     ``InstanceNorm1d/2d/3d``, ``BatchRenorm``; ``convert_batchnorm(model)`` and

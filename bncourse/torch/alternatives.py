@@ -23,8 +23,10 @@ import math
 import torch
 
 from . import _checks
-from ._normalize import Plan, batch_plan, batch_statistics, ema_, norm_backward, norm_forward
-from .functional import batch_norm
+from ._normalize import (Plan, batch_plan, batch_statistics, contiguous_format, ema_,
+                         norm_backward, norm_forward, norm_jvp, norm_outputs, setup_norm_context,
+                         suggest_memory_format)
+from .functional import VMAP_RUNNING_STATS, batch_norm, vmap_fold, vmap_unfold
 
 
 def _channel_view(ndim):
@@ -39,26 +41,76 @@ def _check_eps(eps, op):
     _checks.check_eps(eps, training=False, op=op)
 
 
+def stateless(make_plan, with_bias=True):
+    """``forward`` and ``setup_context`` of a Function f(input, <arg>, weight[, bias], eps)
+    whose plan depends on its arguments only: ``make_plan(input, arg, eps)``."""
+    def split(inputs):
+        input, arg, weight, *rest = inputs
+        return (input, arg, weight, rest[0] if with_bias else None, rest[-1])
+
+    def forward(*inputs):
+        input, arg, weight, bias, eps = split(inputs)
+        plan = make_plan(input, arg, eps)
+        return norm_outputs(*norm_forward(input, weight, bias, plan), plan)
+
+    def setup_context(ctx, inputs, output):
+        input, arg, weight, bias, eps = split(inputs)
+        setup_norm_context(ctx, make_plan(input, arg, eps), (input, arg, weight, bias), output,
+                           positions=(0, 2, 3))
+    return staticmethod(forward), staticmethod(setup_context)
+
+
 # ----------------------------------------------------------------------------- layer and RMS norm
 
 
 def trailing_plan(ndim, normalized_shape, eps, center=True):
-    """Layer norm (``center``) or RMS norm: statistics over the last len(shape) dims."""
+    """Layer norm (``center``) or RMS norm: statistics over the last len(shape) dims;
+    y is contiguous whatever the input's memory format (PyTorch)."""
     k = len(normalized_shape)
     return Plan(tuple(range(ndim - k, ndim)), tuple(normalized_shape), tuple(range(ndim - k)),
-                False, eps, center=center)
+                False, eps, center=center,
+                stat_fields=("ref", "mean", "invstd") if center else ("invstd",),
+                memory_format=contiguous_format)
+
+
+def _trailing_vmap(function, info, in_dims, input, normalized_shape, weight, bias, eps):
+    """vmap of layer/RMS norm: the vmapped dim becomes one more leading dim of the input.
+    Batched parameters (one per vmapped sample) are applied after an unweighted call."""
+    B = info.batch_size
+    xd, wd = in_dims[0], in_dims[2]
+    bd = in_dims[3] if bias is not None else None
+    x = input.unsqueeze(0).expand(B, *input.shape) if xd is None else input.movedim(xd, 0)
+    if wd is None and bd is None:
+        out = function.apply(x, normalized_shape, weight, *((bias,) if function is LayerNormFunction else ()), eps)
+        return out, (0,) * len(out)
+    out = function.apply(x, normalized_shape, None, *((None,) if function is LayerNormFunction else ()), eps)
+    y = out[0]
+    k = len(normalized_shape)
+
+    def view(p, d):                              # (B or 1, *lead as 1s, *normalized_shape)
+        p = p.unsqueeze(0) if d is None else p.movedim(d, 0)
+        return p.reshape(p.shape[0], *(1,) * (x.ndim - 1 - k), *p.shape[1:])
+    if weight is not None:
+        y = y * view(weight, wd)
+    if bias is not None:
+        y = y + view(bias, bd)
+    return (y,) + tuple(out[1:]), (0,) * len(out)
 
 
 class LayerNormFunction(torch.autograd.Function):
     """y = w·(x − μ)/sqrt(σ² + ε) + b, statistics of each sample over its trailing
-    ``normalized_shape`` dims; w, b have shape ``normalized_shape``."""
+    ``normalized_shape`` dims; w, b have shape ``normalized_shape``.  Returns (y, r, μ, σ̂⁻¹);
+    ``vmap``: the vmapped dim is one more leading dim."""
 
-    @staticmethod
-    def forward(ctx, input, normalized_shape, weight, bias, eps):
-        plan = trailing_plan(input.ndim, normalized_shape, eps)
-        return norm_forward(ctx, input, weight, bias, plan, positions=(0, 2, 3))[0]
+    # forward(input, normalized_shape, weight, bias, eps)
+    forward, setup_context = stateless(lambda x, shape, eps: trailing_plan(x.ndim, shape, eps))
 
     backward = staticmethod(norm_backward)
+    jvp = staticmethod(norm_jvp)
+
+    @staticmethod
+    def vmap(info, in_dims, input, normalized_shape, weight, bias, eps):
+        return _trailing_vmap(LayerNormFunction, info, in_dims, input, normalized_shape, weight, bias, eps)
 
 
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
@@ -68,19 +120,24 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
     _checks.check_tensor(input, "input")
     _checks.check_trailing_shape(input, shape, weight, bias)
     _check_eps(eps, "layer_norm")
-    return LayerNormFunction.apply(input, shape, weight, bias, eps)
+    return LayerNormFunction.apply(input, shape, weight, bias, eps)[0]
 
 
 class RMSNormFunction(torch.autograd.Function):
     """y = w·x/sqrt(mean(x²) + ε) over the trailing ``normalized_shape`` dims.
-    Backward: dx = σ̂⁻¹·(g − x̂·mean(g·x̂)), g = w·dy."""
+    Backward: dx = σ̂⁻¹·(g − x̂·mean(g·x̂)), g = w·dy.  Returns (y, σ̂⁻¹)."""
 
-    @staticmethod
-    def forward(ctx, input, normalized_shape, weight, eps):
-        plan = trailing_plan(input.ndim, normalized_shape, eps, center=False)
-        return norm_forward(ctx, input, weight, None, plan, positions=(0, 2, 3))[0]
+    # forward(input, normalized_shape, weight, eps)
+    forward, setup_context = stateless(
+        lambda x, shape, eps: trailing_plan(x.ndim, shape, eps, center=False), with_bias=False)
 
     backward = staticmethod(norm_backward)
+    jvp = staticmethod(norm_jvp)
+
+    @staticmethod
+    def vmap(info, in_dims, input, normalized_shape, weight, eps):
+        return _trailing_vmap(RMSNormFunction, info, in_dims + (None,), input, normalized_shape,
+                              weight, None, eps)
 
 
 def rms_norm(input, normalized_shape, weight=None, eps=None):
@@ -91,24 +148,40 @@ def rms_norm(input, normalized_shape, weight=None, eps=None):
     _checks.check_trailing_shape(input, shape, weight, None)
     eps = torch.finfo(input.dtype).eps if eps is None else eps
     _check_eps(eps, "rms_norm")
-    return RMSNormFunction.apply(input, shape, weight, eps)
+    return RMSNormFunction.apply(input, shape, weight, eps)[0]
 
 
 # ----------------------------------------------------------------------------- group norm
 
 
+def group_plan(shape, num_groups, eps):
+    """Group norm of (N, C, *spatial) viewed as (N, G, C/G·prod(spatial)); y keeps the
+    input's memory format (PyTorch)."""
+    ndim = len(shape)
+    return Plan((2,), _channel_view(ndim), _batch_dims(ndim), False, eps,
+                work_shape=(shape[0], num_groups, math.prod(shape[1:]) // num_groups),
+                memory_format=suggest_memory_format)
+
+
 class GroupNormFunction(torch.autograd.Function):
     """Statistics of each (sample, group of C/G consecutive channels) over the group's
-    channels and space; per-channel w, b.  Input (N, C, *spatial)."""
+    channels and space; per-channel w, b.  Input (N, C, *spatial).  Returns (y, r, μ, σ̂⁻¹),
+    statistics of shape (N, G, 1).  ``vmap``: B group norms of G groups are one of B·G
+    groups over B·C channels."""
 
-    @staticmethod
-    def forward(ctx, input, num_groups, weight, bias, eps):
-        ndim = input.ndim
-        plan = Plan((2,), _channel_view(ndim), _batch_dims(ndim), False, eps,
-                    work_shape=(input.shape[0], num_groups, -1))
-        return norm_forward(ctx, input, weight, bias, plan, positions=(0, 2, 3))[0]
+    # forward(input, num_groups, weight, bias, eps)
+    forward, setup_context = stateless(lambda x, G, eps: group_plan(x.shape, G, eps))
 
     backward = staticmethod(norm_backward)
+    jvp = staticmethod(norm_jvp)
+
+    @staticmethod
+    def vmap(info, in_dims, input, num_groups, weight, bias, eps):
+        B = info.batch_size
+        x = vmap_fold(input, in_dims[0], B, 1)                         # (N, B·C, *S)
+        w, b = vmap_fold(weight, in_dims[2], B, 0), vmap_fold(bias, in_dims[3], B, 0)
+        out = GroupNormFunction.apply(x, B * num_groups, w, b, eps)
+        return vmap_unfold(out, 1, B), (1,) * len(out)
 
 
 def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
@@ -128,29 +201,57 @@ def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
                     f"input, but got {name} of shape {list(p.shape)} and input of shape {list(input.shape)}")
             _checks.check_device(p, name, input.device)
     _check_eps(eps, "group_norm")
-    return GroupNormFunction.apply(input, num_groups, weight, bias, eps)
+    return GroupNormFunction.apply(input, num_groups, weight, bias, eps)[0]
 
 
 # ----------------------------------------------------------------------------- instance norm
 
 
+def instance_plan(ndim, eps):
+    """Instance norm: one statistic per (sample, channel) over space; y contiguous (PyTorch)."""
+    return Plan(tuple(range(2, ndim)), _channel_view(ndim), _batch_dims(ndim), False, eps,
+                memory_format=contiguous_format)
+
+
 class InstanceNormFunction(torch.autograd.Function):
     """Statistics of each (sample, channel) over space; per-channel w, b.  Given running
     statistics are updated as PyTorch does: with the per-instance means and unbiased
-    variances averaged over the batch."""
+    variances averaged over the batch.  Returns (y, r, μ, σ̂⁻¹), statistics (N, C, 1, ...).
+    ``vmap``: the vmapped dim folds into the channels (running statistics as in
+    :meth:`bncourse.torch.BatchNormFunction.vmap`)."""
 
     @staticmethod
-    def forward(ctx, input, weight, bias, running_mean, running_var, momentum, eps):
-        ndim = input.ndim
-        plan = Plan(tuple(range(2, ndim)), _channel_view(ndim), _batch_dims(ndim), False, eps)
-        y, st = norm_forward(ctx, input, weight, bias, plan)
+    def forward(input, weight, bias, running_mean, running_var, momentum, eps):
+        plan = instance_plan(input.ndim, eps)
+        y, st = norm_forward(input, weight, bias, plan)
         if running_mean is not None and input.shape[0]:
             m = st.count
             ema_(running_mean, st.mean.mean(0), momentum)
             ema_(running_var, (st.var * (m / (m - 1))).mean(0), momentum)
-        return y
+        return norm_outputs(y, st, plan)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        setup_norm_context(ctx, instance_plan(inputs[0].ndim, inputs[6]), inputs, output)
 
     backward = staticmethod(norm_backward)
+    jvp = staticmethod(norm_jvp)
+
+    @staticmethod
+    def vmap(info, in_dims, input, weight, bias, running_mean, running_var, momentum, eps):
+        B = info.batch_size
+        xd, wd, bd, rmd, rvd = in_dims[:5]
+        if running_mean is not None and (rmd is None or rvd is None):
+            raise _checks.InputError(VMAP_RUNNING_STATS)
+        x = vmap_fold(input, xd, B, 1)                                 # (N, B·C, *S)
+        w, b = vmap_fold(weight, wd, B, 0), vmap_fold(bias, bd, B, 0)
+        rm, rv = (None if v is None else vmap_fold(v, d, B, 0).clone()
+                  for v, d in ((running_mean, rmd), (running_var, rvd)))
+        out = InstanceNormFunction.apply(x, w, b, rm, rv, momentum, eps)
+        for buf, d, new in ((running_mean, rmd, rm), (running_var, rvd, rv)):
+            if buf is not None:
+                buf.movedim(d, 0).copy_(new.view(B, -1))
+        return vmap_unfold(out, 1, B), (1,) * len(out)
 
 
 def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=None,
@@ -174,7 +275,7 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
     _check_eps(eps, "instance_norm")
     if running_mean is not None:
         _checks.check_momentum(momentum)
-    return InstanceNormFunction.apply(input, weight, bias, running_mean, running_var, momentum, eps)
+    return InstanceNormFunction.apply(input, weight, bias, running_mean, running_var, momentum, eps)[0]
 
 
 # ----------------------------------------------------------------------------- batch renorm
@@ -193,6 +294,11 @@ def renorm_statistics(running_mean, running_std, r_max, d_max):
     return statistics
 
 
+def renorm_plan(ndim, eps, running_mean, running_std, r_max, d_max):
+    return batch_plan(ndim, eps, renorm_statistics(running_mean, running_std, r_max, d_max),
+                      stat_fields=("ref", "mean", "invstd", "gain", "offset"))
+
+
 class BatchRenormFunction(torch.autograd.Function):
     """Batch renormalization, training step (Ioffe 2017, Algorithm 1):
 
@@ -201,17 +307,34 @@ class BatchRenormFunction(torch.autograd.Function):
     r and d (see :func:`renorm_statistics`) held constant in the backward pass; then the
     running *mean* and *std* move towards μ_B and σ_B:  μ ← μ + f·(μ_B − μ),
     σ ← σ + f·(σ_B − σ), f = momentum.  With r_max = 1, d_max = 0 it is batch norm.
+    Returns (y, r_ref, μ_B, σ_B⁻¹, r, d).  ``grad``, ``jvp`` and forward-mode AD work;
+    ``torch.func.vmap`` is not supported (it raises): the running statistics it updates are
+    shared by the vmapped samples.
     """
 
     @staticmethod
-    def forward(ctx, input, weight, bias, running_mean, running_std, momentum, eps, r_max, d_max):
-        plan = batch_plan(input.ndim, eps, renorm_statistics(running_mean, running_std, r_max, d_max))
-        y, st = norm_forward(ctx, input, weight, bias, plan)
+    def forward(input, weight, bias, running_mean, running_std, momentum, eps, r_max, d_max):
+        plan = renorm_plan(input.ndim, eps, running_mean, running_std, r_max, d_max)
+        y, st = norm_forward(input, weight, bias, plan)
         ema_(running_mean, st.mean, momentum)
         ema_(running_std, 1.0 / st.invstd, momentum)
-        return y
+        return norm_outputs(y, st, plan)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        input, _, _, running_mean, running_std, _, eps, r_max, d_max = inputs
+        setup_norm_context(ctx, renorm_plan(input.ndim, eps, running_mean, running_std, r_max, d_max),
+                           inputs, output)
 
     backward = staticmethod(norm_backward)
+    jvp = staticmethod(norm_jvp)
+
+    @staticmethod
+    def vmap(info, in_dims, *args):
+        raise NotImplementedError(
+            "bncourse.torch.batch_renorm (BatchRenorm) does not support torch.func.vmap: it "
+            "updates running statistics in place in training; vmap a loop of calls instead, or "
+            "use batch_norm")
 
 
 def batch_renorm(input, running_mean, running_std, weight=None, bias=None, training=False,
@@ -236,7 +359,7 @@ def batch_renorm(input, running_mean, running_std, weight=None, bias=None, train
         return batch_norm(input, running_mean, running_std.double() ** 2, weight, bias, False, 0.0, 0.0)
     _checks.check_momentum(momentum)
     return BatchRenormFunction.apply(input, weight, bias, running_mean, running_std, momentum,
-                                     eps, r_max, d_max)
+                                     eps, r_max, d_max)[0]
 
 
 __all__ = ["LayerNormFunction", "layer_norm", "RMSNormFunction", "rms_norm",

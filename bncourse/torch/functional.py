@@ -5,8 +5,36 @@
 import torch
 
 from . import _checks
-from ._normalize import (batch_plan, frozen_statistics, norm_backward, norm_forward,
-                         update_running_stats_)
+from ._normalize import (batch_plan, frozen_statistics, norm_backward, norm_forward, norm_jvp,
+                         norm_outputs, setup_norm_context, update_running_stats_)
+
+VMAP_RUNNING_STATS = (
+    "Batch norm got a batched tensor as input while the running_mean or running_var, which "
+    "will be updated in place, were not batched.\nIf you are using a module and do not need "
+    "eval mode, please set `track_running_stats` to be False.If you are using a prebuilt "
+    "module and do not need eval mode, please see the functorch website for resources on "
+    "how to patch your module to work with vmap")      # PyTorch's message, verbatim
+
+
+def _plan(input, running_mean, running_var, training, eps):
+    if training:
+        return batch_plan(input.ndim, eps)
+    return batch_plan(input.ndim, eps, frozen_statistics(running_mean, running_var), frozen=True)
+
+
+def vmap_fold(v, bdim, B, into):
+    """Fold the vmapped dim ``bdim`` of ``v`` (None: unbatched, expanded) into dim ``into``
+    of the per-sample shape: (B, ..., C, ...) → (..., B·C, ...), B outermost."""
+    if v is None:
+        return None
+    v = v.unsqueeze(0).expand(B, *v.shape) if bdim is None else v.movedim(bdim, 0)
+    v = v.movedim(0, into)
+    return v.reshape(*v.shape[:into], -1, *v.shape[into + 2:])
+
+
+def vmap_unfold(outputs, into, B):
+    """Inverse of :func:`vmap_fold` on each output: dim ``into`` (B·C) → (B, C) there."""
+    return tuple(o.unflatten(into, (B, -1)) for o in outputs)
 
 
 class BatchNormFunction(torch.autograd.Function):
@@ -19,23 +47,54 @@ class BatchNormFunction(torch.autograd.Function):
 
     Backward (not autograd of the forward), k = w/sqrt(σ² + ε):
         dx = k·(dy − mean(dy) − x̂·mean(dy·x̂)),  dw = Σ dy·x̂,  db = Σ dy
-    (eval: dx = k·dy), reductions accumulated in float64.  float16/bfloat16 inputs are
-    computed in float32 and returned in their dtype.  Inputs are validated by
-    :func:`batch_norm`; ``apply`` them in the order of ``forward``.
+    (eval: dx = k·dy), reductions accumulated in float64; forward mode (``jvp``) the same
+    projection of the tangent.  float16/bfloat16 inputs are computed in float32 and returned
+    in their dtype.  Inputs are validated by :func:`batch_norm`; ``apply`` them in the order
+    of ``forward``.  Returns (y, r, μ, σ̂⁻¹): the statistics (shape (1, C, 1, ...)) are
+    non-differentiable outputs that backward reads.
+
+    ``torch.func``: ``vmap`` folds the vmapped dim into the channels, B×C channels of one
+    call (:meth:`vmap`); ``grad``, ``jacrev``, ``jvp``, ``jacfwd`` and their compositions work.
     """
 
     @staticmethod
-    def forward(ctx, input, weight, bias, running_mean, running_var, training, momentum, eps):
-        plan = (batch_plan(input.ndim, eps) if training else
-                batch_plan(input.ndim, eps, frozen_statistics(running_mean, running_var)))
-        y, st = norm_forward(ctx, input, weight, bias, plan)
+    def forward(input, weight, bias, running_mean, running_var, training, momentum, eps):
+        plan = _plan(input, running_mean, running_var, training, eps)
+        y, st = norm_forward(input, weight, bias, plan)
         if training:
             update_running_stats_(running_mean, running_var, st, momentum)
-        return y
+        return norm_outputs(y, st, plan)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        input, _, _, running_mean, running_var, training, _, eps = inputs
+        setup_norm_context(ctx, _plan(input, running_mean, running_var, training, eps), inputs, output)
 
     backward = staticmethod(norm_backward)
+    jvp = staticmethod(norm_jvp)
 
-
+    @staticmethod
+    def vmap(info, in_dims, input, weight, bias, running_mean, running_var, training, momentum, eps):
+        """A batch of B batch norms is one batch norm of B×C channels: (B, N, C, *S) →
+        (N, B·C, *S).  Running statistics, when updated (training), must be batched as the
+        input is, (B, C): PyTorch's rule; in eval unbatched ones are shared."""
+        B = info.batch_size
+        dims = dict(zip(("input", "weight", "bias", "running_mean", "running_var"), in_dims))
+        if training and running_mean is not None and (
+                dims["running_mean"] is None or dims["running_var"] is None) and \
+                any(dims[k] is not None for k in ("input", "weight", "bias")):
+            raise _checks.InputError(VMAP_RUNNING_STATS)
+        x = vmap_fold(input, dims["input"], B, 1)                      # (N, B·C, *S)
+        folded = [vmap_fold(v, dims[k], B, 0) for k, v in
+                  (("weight", weight), ("bias", bias), ("running_mean", running_mean),
+                   ("running_var", running_var))]
+        rm, rv = (None if v is None else v.clone() for v in folded[2:])   # (B·C,), ours
+        out = BatchNormFunction.apply(x, folded[0], folded[1], rm, rv, training, momentum, eps)
+        if training:                              # write the updated statistics back
+            for k, buf, new in (("running_mean", running_mean, rm), ("running_var", running_var, rv)):
+                if buf is not None and dims[k] is not None:
+                    buf.movedim(dims[k], 0).copy_(new.view(B, -1))
+        return vmap_unfold(out, 1, B), (1,) * len(out)
 def check_batch_norm_args(input, running_mean, running_var, weight, bias, training, momentum, eps,
                           check_count=True):
     """Every check of :func:`batch_norm`, before anything is computed or updated.
@@ -75,4 +134,4 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     """
     check_batch_norm_args(input, running_mean, running_var, weight, bias, training, momentum, eps)
     return BatchNormFunction.apply(input, weight, bias, running_mean, running_var,
-                                   bool(training), momentum, eps)
+                                   bool(training), momentum, eps)[0]
