@@ -96,6 +96,7 @@ class Plan:
     frozen: bool = False        # statistics are given constants (eval mode)
     stat_fields: tuple = ("ref", "mean", "invstd")   # Stats the Function returns after y
     memory_format: object = None    # x -> the memory format of y (None: whatever it is)
+    grad_memory_format: object = None   # (x, dy) -> that of dx (None: memory_format(x))
 
 
 def batch_plan(ndim, eps, statistics=batch_statistics, reduce=None, **kw):
@@ -218,6 +219,9 @@ def norm_backward(ctx, dy, *_):
     needs = [ctx.needs_input_grad[i] for i in ctx.positions]
     need_x, need_w, need_b = needs[0], needs[1] and weight is not None, needs[2] and bias_meta is not None
     differentiable = torch.is_grad_enabled()
+    layout = (plan.grad_memory_format or (lambda x, _: plan.memory_format(x))) \
+        if plan.memory_format is not None else None
+    dx_format = None if layout is None else layout(x, dy)
     inplace = not differentiable and plain(dy, x, weight, *ctx.saved_tensors[2:])
     if differentiable:                     # create_graph=True: a differentiable recomputation
         if plan.reduce is not None:
@@ -238,8 +242,8 @@ def norm_backward(ctx, dy, *_):
         if g is not None:
             dtype, shape = like if isinstance(like, tuple) else (like.dtype, like.shape)
             out[i] = g.reshape(shape).to(dtype)
-    if out[ctx.positions[0]] is not None and plan.memory_format is not None:
-        out[ctx.positions[0]] = out[ctx.positions[0]].contiguous(memory_format=plan.memory_format(x))
+    if out[ctx.positions[0]] is not None and dx_format is not None:
+        out[ctx.positions[0]] = out[ctx.positions[0]].contiguous(memory_format=dx_format)
     return tuple(out)
 
 

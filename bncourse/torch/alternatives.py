@@ -64,13 +64,15 @@ def stateless(make_plan, with_bias=True):
 
 
 def trailing_plan(ndim, normalized_shape, eps, center=True):
-    """Layer norm (``center``) or RMS norm: statistics over the last len(shape) dims;
-    y is contiguous whatever the input's memory format (PyTorch)."""
+    """Layer norm (``center``) or RMS norm: statistics over the last len(shape) dims.
+    Memory formats as PyTorch's: layer norm's y and dx are contiguous whatever the input's;
+    RMS norm (composite in PyTorch) keeps the input's for y and follows dy's for dx."""
     k = len(normalized_shape)
+    fmt = dict(memory_format=contiguous_format) if center else dict(
+        memory_format=suggest_memory_format, grad_memory_format=lambda x, dy: suggest_memory_format(dy))
     return Plan(tuple(range(ndim - k, ndim)), tuple(normalized_shape), tuple(range(ndim - k)),
                 False, eps, center=center,
-                stat_fields=("ref", "mean", "invstd") if center else ("invstd",),
-                memory_format=contiguous_format)
+                stat_fields=("ref", "mean", "invstd") if center else ("invstd",), **fmt)
 
 
 def _trailing_vmap(function, info, in_dims, input, normalized_shape, weight, bias, eps):
@@ -268,7 +270,10 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
         if running_mean is None:
             raise _checks.InputError("Expected running_mean and running_var to be defined when "
                                      "use_input_stats is false")
-        return batch_norm(input, running_mean, running_var, weight, bias, False, momentum, eps)
+        # contiguous: PyTorch's instance norm views (N, C, ...) as (1, N·C, ...), so its y
+        # and dx are contiguous whatever the input's memory format
+        return batch_norm(input.contiguous(), running_mean, running_var, weight, bias, False,
+                          momentum, eps)
     for name, v in (("running_mean", running_mean), ("running_var", running_var),
                     ("weight", weight), ("bias", bias)):
         _checks.check_channel_vector(v, C, name, input.device)
