@@ -111,3 +111,153 @@ def test_memory_format_of_outputs_and_gradients_as_torch_nn(ndim, fmt, module, t
     assert_close(y.detach(), ey.detach(), "float64")
     for a, e in zip(grads, egrads):
         assert_close(a, e, "float64")
+
+
+# ----------------------------------------------------------------------------- errors and
+# accepted arguments: torch's outcome computed here, ours must agree (class, and values)
+
+
+def _same_outcome(call, *, values=True, message=False):
+    """call(m) with m = F and m = bncourse.torch: both compute (equal, float64 normwise), or
+    both raise, ours an instance of torch's class (and of ValueError/TypeError)."""
+    seeded = lambda m: (torch.manual_seed(0), call(m))[1]       # the same draws for both
+    (ey, eexc), (y, exc) = outcome(lambda: seeded(F)), outcome(lambda: seeded(bt))
+    if eexc is not None:
+        assert exc is not None, f"torch raises {eexc!r}, we computed"
+        assert isinstance(exc, type(eexc)), f"{exc!r} is not a {type(eexc).__name__}"
+        assert isinstance(exc, (ValueError, TypeError))
+        if message:
+            assert str(exc) == str(eexc)
+        return None
+    assert exc is None, f"torch computes, we raise {exc!r}"
+    assert y.dtype == ey.dtype and y.shape == ey.shape
+    if values:
+        assert_close(y.double(), ey.double(), "float64")
+    return y
+
+
+DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
+
+
+def _pairing_calls():
+    z = lambda c, d: torch.zeros(c, dtype=d)
+    o = lambda c, d: torch.ones(c, dtype=d)
+    return {
+        "batch_norm weight": lambda m, xd, pd: m.batch_norm(torch.randn(4, 3, dtype=xd), None, None, o(3, pd), z(3, pd), True),
+        "batch_norm running stats": lambda m, xd, pd: m.batch_norm(torch.randn(4, 3, dtype=xd), z(3, pd), o(3, pd), None, None, True),
+        "batch_norm eval": lambda m, xd, pd: m.batch_norm(torch.randn(4, 3, dtype=xd), z(3, pd), o(3, pd), None, None, False),
+        "layer_norm": lambda m, xd, pd: m.layer_norm(torch.randn(4, 3, dtype=xd), (3,), o(3, pd), z(3, pd)),
+        "group_norm": lambda m, xd, pd: m.group_norm(torch.randn(4, 4, dtype=xd), 2, o(4, pd), z(4, pd)),
+        "instance_norm weight": lambda m, xd, pd: m.instance_norm(torch.randn(4, 3, 5, dtype=xd), weight=o(3, pd), bias=z(3, pd)),
+        "instance_norm running stats": lambda m, xd, pd: m.instance_norm(torch.randn(4, 3, 5, dtype=xd), z(3, pd), o(3, pd)),
+        "rms_norm": lambda m, xd, pd: m.rms_norm(torch.randn(4, 3, dtype=xd), (3,), o(3, pd)),
+    }
+
+
+@pytest.mark.parametrize("case", list(_pairing_calls()))
+@pytest.mark.parametrize("input_dtype", DTYPES, ids=str)
+def test_dtype_pairings_are_those_torch_accepts(case, input_dtype):
+    call = _pairing_calls()[case]
+    for param_dtype in DTYPES:
+        torch.manual_seed(0)
+        (ey, eexc) = outcome(lambda: call(F, input_dtype, param_dtype))
+        torch.manual_seed(0)
+        (y, exc) = outcome(lambda: call(bt, input_dtype, param_dtype))
+        assert (exc is None) == (eexc is None), (param_dtype, exc, eexc)
+        if exc is None:
+            assert y.dtype == ey.dtype
+        else:
+            assert isinstance(exc, RuntimeError) and isinstance(exc, TypeError)
+
+
+@pytest.mark.parametrize("call", [
+    lambda m: m.batch_norm(torch.ones(2, 3, dtype=torch.long), None, None, training=True),
+    lambda m: m.layer_norm(torch.ones(2, 3, dtype=torch.long), (3,)),
+    lambda m: m.group_norm(torch.ones(2, 4, dtype=torch.int32), 2),
+    lambda m: m.instance_norm(torch.ones(2, 3, 4, dtype=torch.long)),
+    lambda m: m.rms_norm(torch.ones(2, 3, dtype=torch.long), (3,)),
+], ids=["batch_norm", "layer_norm", "group_norm", "instance_norm", "rms_norm"])
+def test_integer_input_raises_torchs_class(call):
+    _same_outcome(call)
+    with pytest.raises(NotImplementedError):
+        call(bt)
+
+
+X = torch.randn(6, 3, dtype=D) * 2 + 1
+
+
+def _running(momentum):
+    def call(m):
+        rm, rv = torch.zeros(3, dtype=D), torch.ones(3, dtype=D)
+        m.batch_norm(X, rm, rv, None, None, True, momentum)
+        return torch.cat([rm, rv])
+    return call
+
+
+@pytest.mark.parametrize("name, call", [
+    ("(1, C) running_mean", lambda m: m.batch_norm(X, torch.zeros(1, 3, dtype=D), torch.ones(3, dtype=D), training=True)),
+    ("(1, C) running_var eval", lambda m: m.batch_norm(X, torch.zeros(3, dtype=D), torch.ones(1, 3, dtype=D))),
+    ("(1, C) weight", lambda m: m.batch_norm(X, None, None, torch.rand(1, 3, dtype=D), training=True)),
+    ("(C, 1) weight", lambda m: m.batch_norm(X, None, None, torch.rand(3, 1, dtype=D), training=True)),
+    ("(1, C) instance running stats", lambda m: m.instance_norm(X.view(2, 3, 3), torch.zeros(1, 3, dtype=D), torch.ones(1, 3, dtype=D))),
+    ("training=1", lambda m: m.batch_norm(X, None, None, training=1)),
+    ("use_input_stats=1", lambda m: m.instance_norm(X.view(2, 3, 3), use_input_stats=1)),
+    ("layer_norm(x, 3)", lambda m: m.layer_norm(X, 3)),
+    ("layer_norm(x, [3])", lambda m: m.layer_norm(X, [3])),
+    ("layer_norm(x, Size)", lambda m: m.layer_norm(X, torch.Size([3]))),
+    ("rms_norm(x, 3)", lambda m: m.rms_norm(X, 3)),
+    ("momentum 2", _running(2.0)),
+    ("momentum -0.5", _running(-0.5)),
+    ("momentum 1", _running(1)),
+    ("instance momentum 1.5", lambda m: m.instance_norm(X.view(2, 3, 3), torch.zeros(3, dtype=D), torch.ones(3, dtype=D), momentum=1.5)),
+    ("layer_norm eps < 0", lambda m: m.layer_norm(X, (3,), eps=-1e-3)),
+    ("group_norm eps < 0", lambda m: m.group_norm(X, 1, eps=-1e-3)),
+    ("rms_norm eps < 0", lambda m: m.rms_norm(X, (3,), eps=-1e-3)),
+    ("instance_norm eps < 0", lambda m: m.instance_norm(X.view(2, 3, 3), eps=-1e-3)),
+    ("batch_norm eps < 0 eval", lambda m: m.batch_norm(X, torch.zeros(3, dtype=D), torch.ones(3, dtype=D), eps=-1e-3)),
+    ("batch_norm 6-D", lambda m: m.batch_norm(torch.randn(2, 3, 2, 2, 2, 2, dtype=D), None, None, training=True)),
+    ("batch_norm 6-D eval", lambda m: m.batch_norm(torch.randn(2, 3, 2, 2, 2, 2, dtype=D), torch.zeros(3, dtype=D), torch.ones(3, dtype=D))),
+    ("batch_norm 7-D", lambda m: m.batch_norm(torch.randn(2, 3, 2, 1, 2, 1, 2, dtype=D), None, None, training=True)),
+    ("group_norm 6-D", lambda m: m.group_norm(torch.randn(2, 4, 2, 2, 2, 2, dtype=D), 2)),
+    ("instance_norm 6-D", lambda m: m.instance_norm(torch.randn(2, 4, 2, 2, 2, 2, dtype=D))),
+    ("group_norm 1-D", lambda m: m.group_norm(torch.randn(4, dtype=D), 2)),
+    ("batch_norm 1-D empty", lambda m: m.batch_norm(torch.randn(0, dtype=D), None, None, training=True)),
+    ("batch_norm 1-D empty eval", lambda m: m.batch_norm(torch.randn(0, dtype=D), torch.zeros(3, dtype=D), torch.ones(3, dtype=D))),
+    ("group_norm N=2, one value per group", lambda m: m.group_norm(torch.rand(2, 10, 1, dtype=D), 10)),
+], ids=lambda v: v if isinstance(v, str) else "")
+def test_accepted_and_refused_as_torch(name, call):
+    _same_outcome(call)
+
+
+@pytest.mark.parametrize("shape, groups", [((1, 10, 1), 10), ((1, 10), 10), ((1, 4, 1, 1), 4)])
+def test_one_value_per_group_raises_torchs_error(shape, groups):
+    x = torch.rand(shape)
+    _same_outcome(lambda m: m.group_norm(x, groups), message=True)
+    _same_outcome(lambda m: (torch.nn.GroupNorm if m is F else bt.GroupNorm)(groups, shape[1])(x),
+                  message=True)
+
+
+def test_batch_norm_1d_empty_batch_keeps_the_graph_and_running_stats():
+    x = torch.randn(0, dtype=D).requires_grad_()
+    rm, rv = torch.zeros(3), torch.ones(3)
+    y = bt.batch_norm(x, rm, rv, training=True)
+    y.sum().backward()
+    assert y.shape == (0,) and x.grad.shape == (0,)
+    assert torch.equal(rm, torch.zeros(3)) and torch.equal(rv, torch.ones(3))
+
+
+# ----------------------------------------------------------------------------- kept differences
+
+
+@pytest.mark.parametrize("call", [
+    lambda m: _running(float("nan"))(m),
+    lambda m: _running(float("inf"))(m),
+    lambda m: _running(True)(m),
+    lambda m: m.layer_norm(X, (3,), eps=float("nan")),
+    lambda m: m.group_norm(X, 1, eps=float("inf")),
+], ids=["momentum nan", "momentum inf", "momentum True", "eps nan", "eps inf"])
+def test_what_torch_computes_wrongly_in_silence_is_refused(call):
+    """Kept differences (README): torch returns NaN (or uses True as 1.0) without a word."""
+    call(F)
+    with pytest.raises((ValueError, TypeError)):
+        call(bt)

@@ -38,7 +38,7 @@ def _batch_dims(ndim):
 
 
 def _check_eps(eps, op):
-    _checks.check_eps(eps, training=False, op=op)
+    _checks.check_eps(eps, training=False, op=op, sign=False)   # issue 14: was eps >= 0
 
 
 def stateless(make_plan, with_bias=True):
@@ -118,7 +118,7 @@ class LayerNormFunction(torch.autograd.Function):
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
     """``torch.nn.functional.layer_norm``: each sample normalized over its last
     ``len(normalized_shape)`` dims (biased variance)."""
-    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    shape = _checks.check_shape_argument(normalized_shape, "layer_norm")  # issue 14: was int too
     _checks.check_tensor(input, "input")
     _checks.check_trailing_shape(input, shape, weight, bias)
     _check_eps(eps, "layer_norm")
@@ -145,9 +145,10 @@ class RMSNormFunction(torch.autograd.Function):
 def rms_norm(input, normalized_shape, weight=None, eps=None):
     """``torch.nn.functional.rms_norm``; ``eps=None`` is the machine epsilon of the input's
     dtype, as in PyTorch."""
-    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    shape = _checks.check_shape_argument(normalized_shape, "rms_norm")    # issue 14: was int too
     _checks.check_tensor(input, "input")
-    _checks.check_trailing_shape(input, shape, weight, None)
+    # any float weight dtype: PyTorch's composite RMS norm computes with it
+    _checks.check_trailing_shape(input, shape, weight, None, pair_dtypes=False)
     eps = torch.finfo(input.dtype).eps if eps is None else eps
     _check_eps(eps, "rms_norm")
     return RMSNormFunction.apply(input, shape, weight, eps)[0]
@@ -188,7 +189,7 @@ class GroupNormFunction(torch.autograd.Function):
 
 def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
     """``torch.nn.functional.group_norm``."""
-    _checks.check_input(input, 2, 5)
+    _checks.check_input(input, 2)                   # issue 14: was 2-D to 5-D
     _checks.check_positive_int(num_groups, "num_groups")
     if input.shape[1] % num_groups:
         raise _checks.InputError(
@@ -202,7 +203,9 @@ def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
                     f"Expected {name} to be a vector of size equal to the number of channels in "
                     f"input, but got {name} of shape {list(p.shape)} and input of shape {list(input.shape)}")
             _checks.check_device(p, name, input.device)
+            _checks.check_dtype_pair(p, name, input.dtype)          # issue 14: was any dtype
     _check_eps(eps, "group_norm")
+    _checks.check_values_per_group(input, num_groups)               # issue 14: was zeros
     return GroupNormFunction.apply(input, num_groups, weight, bias, eps)[0]
 
 
@@ -260,7 +263,8 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
                   use_input_stats=True, momentum=0.1, eps=1e-5):
     """``torch.nn.functional.instance_norm``.  ``use_input_stats=False`` normalizes with the
     running statistics (batch norm in eval mode)."""
-    _checks.check_input(input, 3, 5)
+    _checks.check_input(input, 3)                   # issue 14: was 3-D to 5-D
+    _checks.check_bool(use_input_stats, "use_input_stats", "instance_norm")   # issue 14
     C = input.shape[1]
     if use_input_stats and math.prod(input.shape[2:]) == 1:
         raise ValueError("Expected more than 1 spatial element when training, got input size "
@@ -276,7 +280,11 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
                           momentum, eps)
     for name, v in (("running_mean", running_mean), ("running_var", running_var),
                     ("weight", weight), ("bias", bias)):
-        _checks.check_channel_vector(v, C, name, input.device)
+        # issue 14: weight and bias dtypes paired with the input's, running statistics 1-D
+        # of any float dtype (PyTorch copies them in and out)
+        running = name.startswith("running")
+        _checks.check_channel_vector(v, C, name, input.device, None if running else input.dtype,
+                                     vector=running)
     _check_eps(eps, "instance_norm")
     if running_mean is not None:
         _checks.check_momentum(momentum)

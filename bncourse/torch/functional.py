@@ -95,12 +95,15 @@ class BatchNormFunction(torch.autograd.Function):
                 if buf is not None and dims[k] is not None:
                     buf.movedim(dims[k], 0).copy_(new.view(B, -1))
         return vmap_unfold(out, 1, B), (1,) * len(out)
+
+
 def check_batch_norm_args(input, running_mean, running_var, weight, bias, training, momentum, eps,
                           check_count=True):
     """Every check of :func:`batch_norm`, before anything is computed or updated.
     ``check_count=False`` leaves the values-per-channel check to the caller (distributed:
     only the group's total count is known, after the statistics are gathered)."""
     _checks.check_input(input)
+    _checks.check_bool(training, "training", "batch_norm")        # issue 14: was bool(training)
     C = input.shape[1]
     if training and check_count:
         _checks.check_values_per_channel(input, batch_plan(input.ndim, eps).dims)
@@ -108,7 +111,9 @@ def check_batch_norm_args(input, running_mean, running_var, weight, bias, traini
     _checks.check_running_pair(running_mean, running_var, training)
     for name, v in (("running_mean", running_mean), ("running_var", running_var),
                     ("weight", weight), ("bias", bias)):
-        _checks.check_channel_vector(v, C, name, input.device)
+        # issue 14: dtypes paired as in PyTorch, running statistics 1-D (were: any)
+        _checks.check_channel_vector(v, C, name, input.device, input.dtype,
+                                     vector=name.startswith("running"))
     if training and running_mean is not None:
         _checks.check_momentum(momentum)
 
@@ -118,13 +123,16 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     """Batch normalization over dim 1, a drop-in for ``torch.nn.functional.batch_norm``.
 
     Args:
-        input: (N, C, *spatial) tensor, 2-D to 5-D, float16/bfloat16/float32/float64.
+        input: (N, C, *spatial) tensor, 2-D or more, float16/bfloat16/float32/float64 (a
+            1-D empty tensor is returned copied, as in PyTorch).
         running_mean, running_var: (C,) tensors or both None.  Required when
             ``training=False`` (they normalize); updated in place when ``training=True``.
-        weight, bias: (C,) tensors or None (no scale / no shift).
-        training: normalize with the batch's statistics (biased variance) and update the
-            running ones; otherwise normalize with the running statistics.
-        momentum: f, the weight of the *new* value in the running update, in [0, 1].
+        weight, bias: tensors of C elements or None (no scale / no shift).  Parameters and
+            running statistics have the input's dtype, or float32 for float16/bfloat16 input.
+        training: a bool.  Normalize with the batch's statistics (biased variance) and
+            update the running ones; otherwise normalize with the running statistics.
+        momentum: f, the weight of the *new* value in the running update (usually in
+            [0, 1]; any finite number, as in PyTorch).
         eps: added to the variance; > 0 when training, >= 0 otherwise.
     Returns:
         y with input's shape and dtype.
@@ -132,6 +140,12 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     Differences from PyTorch: statistics are exact to float64 accumulation (the module
     docstring of ``bncourse.torch._stats``); a call that raises changes nothing.
     """
+    if isinstance(input, torch.Tensor) and input.ndim == 1 and input.numel() == 0:
+        # issue 14: PyTorch's empty-input rule (a copy, running statistics untouched) for
+        # the 1-D empty batch; was "expected 2D to 5D input"
+        _checks.check_tensor(input, "input")
+        _checks.check_bool(training, "training", "batch_norm")
+        return input.clone()
     check_batch_norm_args(input, running_mean, running_var, weight, bias, training, momentum, eps)
     return BatchNormFunction.apply(input, weight, bias, running_mean, running_var,
-                                   bool(training), momentum, eps)[0]
+                                   training, momentum, eps)[0]
