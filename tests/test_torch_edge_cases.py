@@ -224,6 +224,9 @@ def _running(momentum):
     ("batch_norm 1-D empty", lambda m: m.batch_norm(torch.randn(0, dtype=D), None, None, training=True)),
     ("batch_norm 1-D empty eval", lambda m: m.batch_norm(torch.randn(0, dtype=D), torch.zeros(3, dtype=D), torch.ones(3, dtype=D))),
     ("group_norm N=2, one value per group", lambda m: m.group_norm(torch.rand(2, 10, 1, dtype=D), 10)),
+    ("weight on another device", lambda m: m.batch_norm(X, None, None, torch.ones(3, device="meta"), training=True)),
+    ("layer_norm weight on another device", lambda m: m.layer_norm(X, (3,), torch.ones(3, device="meta"))),
+    ("group_norm bias on another device", lambda m: m.group_norm(X, 1, None, torch.ones(3, device="meta"))),
 ], ids=lambda v: v if isinstance(v, str) else "")
 def test_accepted_and_refused_as_torch(name, call):
     _same_outcome(call)

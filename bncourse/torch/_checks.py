@@ -78,8 +78,8 @@ def check_channel_vector(v, num_channels, name, device, input_dtype=None, vector
 
 
 def check_device(v, name, device):
-    if v.device != device:
-        raise ValueError(f"{name} is on {v.device} but the input is on {device}")
+    if v.device != device:           # issue 14: InputError (PyTorch: RuntimeError), was ValueError
+        raise InputError(f"{name} is on {v.device} but the input is on {device}")
 
 
 def check_values_per_channel(x, dims):
