@@ -264,3 +264,19 @@ def test_what_torch_computes_wrongly_in_silence_is_refused(call):
     call(F)
     with pytest.raises((ValueError, TypeError)):
         call(bt)
+
+
+def test_empty_input_with_wrong_sizes_is_refused():
+    """Kept difference (README): torch skips its checks on empty input."""
+    x = torch.randn(0, 3)
+    F.batch_norm(x, torch.zeros(5), torch.ones(5), training=True)
+    with pytest.raises(RuntimeError, match="running_mean should contain 3 elements"):
+        bt.batch_norm(x, torch.zeros(5), torch.ones(5), training=True)
+
+
+def test_1d_empty_batch_ignores_a_zero_element_weight():
+    """Kept difference (README): torch raises IndexError (it reads weight[0])."""
+    x, w = torch.randn(0), torch.ones(0)
+    with pytest.raises(IndexError):
+        F.batch_norm(x, None, None, w, training=True)
+    assert bt.batch_norm(x, None, None, w, training=True).shape == (0,)
