@@ -294,3 +294,21 @@ def test_batch_renorm_grad_and_forward_ad():
     close(grad(loss(ours))(x), grad(loss(reference))(x))
     t = torch.randn(x.shape, generator=_g(16), dtype=D)
     close(jvp(ours, (x,), (t,))[1], jvp(reference, (x,), (t,))[1])
+
+
+@pytest.mark.parametrize("name", ["batch_norm-train", "batch_norm-eval", "layer_norm", "group_norm",
+                                  "instance_norm-train", "rms_norm"])
+def test_nested_vmap(name):
+    ours, theirs = pair(name)
+    x = inputs(name, batch=6).unflatten(0, (2, 3))
+    close(vmap(vmap(ours))(x), vmap(vmap(theirs))(x))
+    close(vmap(vmap(grad(loss(ours))))(x), vmap(vmap(grad(loss(theirs))))(x))
+
+
+def test_vmap_eval_with_batched_running_stats():
+    x = inputs("batch_norm-eval", batch=3)
+    rm = torch.randn(3, 4, generator=_g(17), dtype=D)
+    rv = torch.rand(3, 4, generator=_g(18), dtype=D) + 0.5
+    f = lambda m: lambda x, a, b: m.batch_norm(x, a, b, W, B, False)
+    close(vmap(f(bt))(x, rm, rv), vmap(f(F))(x, rm, rv))
+    close(vmap(f(bt), in_dims=(None, 0, 0))(x[0], rm, rv), vmap(f(F), in_dims=(None, 0, 0))(x[0], rm, rv))
