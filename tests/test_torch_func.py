@@ -237,6 +237,13 @@ def test_vmap_training_with_unbatched_running_stats_raises_as_torch():
         vmap(lambda x: bt.batch_norm(x, rm, rv, training=True))(x)
     assert str(ours.value) == str(theirs.value)
     assert torch.equal(rm, torch.zeros(4, dtype=D)) and torch.equal(rv, torch.ones(4, dtype=D))
+    RM = torch.zeros(3, 4, dtype=D)                         # one batched, the other not
+    f = lambda m: lambda x, a: m.batch_norm(x, a, rv, training=True)
+    with pytest.raises(RuntimeError) as theirs:
+        vmap(f(F))(x, RM)
+    with pytest.raises(RuntimeError) as ours:
+        vmap(f(bt))(x, RM)
+    assert str(ours.value) == str(theirs.value)
 
 
 @pytest.mark.parametrize("cls, theirs_cls", [(bt.BatchNorm1d, torch.nn.BatchNorm1d),

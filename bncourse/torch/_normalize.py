@@ -219,9 +219,11 @@ def norm_backward(ctx, dy, *_):
     needs = [ctx.needs_input_grad[i] for i in ctx.positions]
     need_x, need_w, need_b = needs[0], needs[1] and weight is not None, needs[2] and bias_meta is not None
     differentiable = torch.is_grad_enabled()
-    layout = (plan.grad_memory_format or (lambda x, _: plan.memory_format(x))) \
-        if plan.memory_format is not None else None
-    dx_format = None if layout is None else layout(x, dy)
+    dx_format = None                        # dx's memory format, PyTorch's (see Plan)
+    if plan.grad_memory_format is not None:
+        dx_format = plan.grad_memory_format(x, dy)
+    elif plan.memory_format is not None:
+        dx_format = plan.memory_format(x)
     inplace = not differentiable and plain(dy, x, weight, *ctx.saved_tensors[2:])
     if differentiable:                     # create_graph=True: a differentiable recomputation
         if plan.reduce is not None:

@@ -78,20 +78,23 @@ def trailing_plan(ndim, normalized_shape, eps, center=True):
 def _trailing_vmap(function, info, in_dims, input, normalized_shape, weight, bias, eps):
     """vmap of layer/RMS norm: the vmapped dim becomes one more leading dim of the input.
     Batched parameters (one per vmapped sample) are applied after an unweighted call."""
-    B = info.batch_size
-    xd, wd = in_dims[0], in_dims[2]
-    bd = in_dims[3] if bias is not None else None
+    B, k = info.batch_size, len(normalized_shape)
+    xd, wd, bd = in_dims[0], in_dims[2], in_dims[3]
     x = input.unsqueeze(0).expand(B, *input.shape) if xd is None else input.movedim(xd, 0)
-    if wd is None and bd is None:
-        out = function.apply(x, normalized_shape, weight, *((bias,) if function is LayerNormFunction else ()), eps)
-        return out, (0,) * len(out)
-    out = function.apply(x, normalized_shape, None, *((None,) if function is LayerNormFunction else ()), eps)
-    y = out[0]
-    k = len(normalized_shape)
 
-    def view(p, d):                              # (B or 1, *lead as 1s, *normalized_shape)
+    def call(w, b):                               # RMSNormFunction has no bias argument
+        extra = (b,) if function is LayerNormFunction else ()
+        return function.apply(x, normalized_shape, w, *extra, eps)
+
+    if wd is None and bd is None:
+        out = call(weight, bias)
+        return out, (0,) * len(out)
+    out = call(None, None)
+
+    def view(p, d):                               # (B or 1, *lead as 1s, *normalized_shape)
         p = p.unsqueeze(0) if d is None else p.movedim(d, 0)
         return p.reshape(p.shape[0], *(1,) * (x.ndim - 1 - k), *p.shape[1:])
+    y = out[0]
     if weight is not None:
         y = y * view(weight, wd)
     if bias is not None:
@@ -138,7 +141,7 @@ class RMSNormFunction(torch.autograd.Function):
 
     @staticmethod
     def vmap(info, in_dims, input, normalized_shape, weight, eps):
-        return _trailing_vmap(RMSNormFunction, info, in_dims + (None,), input, normalized_shape,
+        return _trailing_vmap(RMSNormFunction, info, in_dims[:3] + (None,), input, normalized_shape,
                               weight, None, eps)
 
 

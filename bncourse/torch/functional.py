@@ -80,9 +80,9 @@ class BatchNormFunction(torch.autograd.Function):
         input is, (B, C): PyTorch's rule; in eval unbatched ones are shared."""
         B = info.batch_size
         dims = dict(zip(("input", "weight", "bias", "running_mean", "running_var"), in_dims))
+        # both updated statistics batched, or the update of an unbatched one would be lost
         if training and running_mean is not None and (
-                dims["running_mean"] is None or dims["running_var"] is None) and \
-                any(dims[k] is not None for k in ("input", "weight", "bias")):
+                dims["running_mean"] is None or dims["running_var"] is None):
             raise _checks.InputError(VMAP_RUNNING_STATS)
         x = vmap_fold(input, dims["input"], B, 1)                      # (N, B·C, *S)
         folded = [vmap_fold(v, dims[k], B, 0) for k, v in
