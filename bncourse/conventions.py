@@ -37,7 +37,6 @@ import numpy as np
 
 from . import stats
 
-
 DEFAULT = "default"     # the framework's default averaging constant (a momentum argument left out)
 
 CUMULATIVE = (
@@ -144,7 +143,8 @@ def momentum_equivalent(momentum=DEFAULT, src="keras", dst="pytorch", batch_rati
 
     Keras' momentum 0.99 is PyTorch's 0.01; Chainer's decay 0.9 is PyTorch's 0.1.
     ``momentum`` omitted (or None for a source other than PyTorch) means ``src``'s default;
-    PyTorch's ``momentum=None`` (a cumulative average) raises ``ValueError`` (module docstring).  ``batch_ratio`` = (dst's batch size) /
+    PyTorch's ``momentum=None`` (a cumulative average) raises ``ValueError`` (module
+    docstring).  ``batch_ratio`` = (dst's batch size) /
     (src's batch size): with k times larger batches there are k times fewer updates per
     epoch, and the average forgets at the same rate *per example* when the weight of the
     old value becomes retain**k.  Returns a float.
