@@ -280,3 +280,18 @@ def test_1d_empty_batch_ignores_a_zero_element_weight():
     with pytest.raises(IndexError):
         F.batch_norm(x, None, None, w, training=True)
     assert bt.batch_norm(x, None, None, w, training=True).shape == (0,)
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_running_stats_that_require_grad_are_refused_as_torch(training):
+    """torch: not differentiable with respect to running_mean (was a silent zero here)."""
+    def call(m):
+        rm = torch.zeros(3, dtype=D, requires_grad=True)
+        return m.batch_norm(X, rm, torch.ones(3, dtype=D), training=training)
+    _same_outcome(call, message=True)
+    rv = torch.ones(3, dtype=D)
+    for m in (F, bt):
+        with pytest.raises(RuntimeError, match="not differentiable with respect to argument 'running_mean'"):
+            torch.func.grad(lambda a: m.batch_norm(X, a, rv, training=False).sum())(torch.zeros(3, dtype=D))
+    with torch.no_grad():                      # no graph, no error (torch alike)
+        _same_outcome(call)

@@ -114,6 +114,10 @@ def check_batch_norm_args(input, running_mean, running_var, weight, bias, traini
         # issue 14: dtypes paired as in PyTorch, running statistics 1-D (were: any)
         _checks.check_channel_vector(v, C, name, input.device, input.dtype,
                                      vector=name.startswith("running"))
+        # issue 14: PyTorch's rule; was a silent zero gradient
+        if name.startswith("running") and v is not None and v.requires_grad and torch.is_grad_enabled():
+            raise _checks.InputError(f"The function 'native_batch_norm' is not differentiable with respect "
+                                     f"to argument '{name}'. This input cannot have requires_grad True.")
     if training and running_mean is not None:
         _checks.check_momentum(momentum)
 
