@@ -17,9 +17,10 @@ Modules (``torch.nn``'s constructors, parameters, buffers, state_dict keys and r
     ``convert_sync_batchnorm(model, process_group=None)`` swap them in, in place.
 Inference: ``fold_bn_into(layer, bn)``, ``fold_batchnorms(model)``, ``find_foldable_pairs``.
 
-Conventions: channels on dim 1, inputs 2-D to 5-D; normalization by the *biased* variance,
-``running_var`` tracks the *unbiased* one; ``momentum`` is the weight of the *new* value
-(``None`` in a module: cumulative average).  float16/bfloat16 inputs are computed in
+Conventions: channels on dim 1, inputs 2-D or more (the modules check their own ranks, as
+torch.nn's do); normalization by the *biased* variance, ``running_var`` tracks the
+*unbiased* one; ``momentum`` is the weight of the *new* value (``None`` in a module:
+cumulative average).  float16/bfloat16 inputs are computed in
 float32 and returned in their dtype.  Statistics are shifted sums accumulated in float64
 (:mod:`bncourse.torch._stats`): exact where PyTorch's float32 kernel is not (e.g. data
 around 1e4 with unit spread), on CPU and CUDA alike.
