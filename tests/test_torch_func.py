@@ -319,3 +319,11 @@ def test_vmap_eval_with_batched_running_stats():
     f = lambda m: lambda x, a, b: m.batch_norm(x, a, b, W, B, False)
     close(vmap(f(bt))(x, rm, rv), vmap(f(F))(x, rm, rv))
     close(vmap(f(bt), in_dims=(None, 0, 0))(x[0], rm, rv), vmap(f(F), in_dims=(None, 0, 0))(x[0], rm, rv))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_hessian(name):
+    """jacfwd(jacrev): forward mode through the (differentiable) backward."""
+    ours, theirs = pair(name)
+    x = inputs(name)
+    close(torch.func.hessian(loss(ours))(x), torch.func.hessian(loss(theirs))(x))
