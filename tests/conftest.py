@@ -13,35 +13,10 @@ settings.register_profile("bncourse", derandomize=True, deadline=None, max_examp
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("bncourse")
 
-# Normwise relative tolerance by dtype: |a − e|_max <= TOL · max(1, |e|_max).
-#   float64: 1e-12 — agreement with PyTorch / float64 references (issue #2);
-#   float32: 1e-5  — ~80 ulps: PyTorch's float32 kernel accumulates in float32;
-#   float16: 2e-3  — two float16 ulps at |y| ~ 1: the output rounding itself.
-TOL = {"float64": 1e-12, "float32": 1e-5, "float16": 2e-3}
+# The one tolerance helper (bncourse.course.tolerance), shared with the notebooks.
+from bncourse.course.tolerance import TOL, assert_close, max_err, tol  # noqa: E402, F401
 
 STRICT = os.environ.get("BNCOURSE_STRICT") == "1"
-
-
-def tol(dtype):
-    return TOL[np.dtype(dtype).name]
-
-
-def max_err(actual, expected):
-    a = np.asarray(actual, dtype=np.float64)
-    e = np.asarray(expected, dtype=np.float64)
-    assert a.shape == e.shape, f"shape {a.shape} != {e.shape}"
-    return float(np.max(np.abs(a - e))) if a.size else 0.0
-
-
-def assert_close(actual, expected, dtype=None, *, rtol=None, what="value"):
-    """Normwise check: max|a − e| <= rtol·max(1, max|e|), rtol from ``dtype`` by default."""
-    rtol = tol(dtype if dtype is not None else np.asarray(actual).dtype) if rtol is None else rtol
-    e = np.asarray(expected, dtype=np.float64)
-    scale = max(1.0, float(np.max(np.abs(e)))) if e.size else 1.0
-    err = max_err(actual, expected)
-    assert np.all(np.isfinite(np.asarray(actual, dtype=np.float64))), f"{what}: non-finite values"
-    assert err <= rtol * scale, f"{what}: max error {err:.3g} > {rtol:.1g} x {scale:.3g}"
-    return err
 
 
 def optional(module):

@@ -27,7 +27,7 @@ import subprocess
 
 import numpy as np
 
-from bncourse import _cupy_kernels as K
+from bncourse.kernels import cuda as K
 
 RUNTIME = r"""
 #include <algorithm>

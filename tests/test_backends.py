@@ -10,7 +10,10 @@ import pytest
 
 import bncourse.cupy as bcp
 import bncourse.numpy as bnp
-from bncourse import _api, _cupy_kernels, accuracy, generic, reference
+from bncourse import functional as _api
+from bncourse.core import closed_form as generic
+from bncourse.course import accuracy, reference
+from bncourse.kernels import cuda as _cupy_kernels
 from conftest import assert_close
 
 

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 import bncourse.cupy as bcp
-from bncourse import _bench_gpu
+from bncourse.bench import gpu as _bench_gpu
 
 
 @pytest.mark.skipif(bcp.is_available(), reason="a GPU is present: the benchmark would run")
@@ -54,7 +54,7 @@ def test_results_round_trip_and_plot(tmp_path):
     pytest.importorskip("matplotlib")
     import matplotlib
     matplotlib.use("Agg")
-    from bncourse import plots
+    from bncourse.paper import plots
 
     assert _bench_gpu.load_results(str(tmp_path / "missing")) == []
     for device in ("GPU B", "GPU A"):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import bncourse.numpy as bnp
-from bncourse import conventions as cv
+from bncourse.course import conventions as cv
 from conftest import assert_close, optional
 
 
@@ -96,9 +96,10 @@ def test_momentum_round_trip_and_batch_ratio():
     assert cv.momentum_equivalent(0.99, "keras", "flax", batch_ratio=0.5) == pytest.approx(0.99**0.5)
 
 
-@pytest.mark.parametrize("bad", [-0.1, 1.5, True, float("nan")])
-def test_momentum_out_of_range_is_refused(bad):
-    with pytest.raises(ValueError, match="momentum must be a number in"):
+@pytest.mark.parametrize("bad, exc", [(-0.1, ValueError), (1.5, ValueError), (True, TypeError),
+                                      (float("nan"), ValueError)])
+def test_momentum_out_of_range_is_refused(bad, exc):
+    with pytest.raises(exc, match="momentum must be a number in"):
         cv.momentum_equivalent(bad, "pytorch", "keras")
     with pytest.raises(ValueError, match="batch_ratio"):
         cv.momentum_equivalent(0.1, "pytorch", "keras", batch_ratio=0)

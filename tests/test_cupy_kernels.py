@@ -14,7 +14,10 @@ import pytest
 
 import bncourse.cupy as bcp
 import bncourse.numpy as bnp
-from bncourse import _api, _cupy_kernels as K, accuracy, generic
+from bncourse import functional as _api
+from bncourse.core import closed_form as generic
+from bncourse.course import accuracy
+from bncourse.kernels import cuda as K
 from conftest import assert_close
 from cuda_emulator import ORDERS, Emulator, compiler
 

@@ -8,8 +8,8 @@ import hashlib
 import numpy as np
 import pytest
 
-from bncourse import datasets
-from bncourse.datasets import load_mnist, parse_idx, read_idx
+from bncourse.paper import datasets
+from bncourse.paper.datasets import load_mnist, parse_idx, read_idx
 
 CONTENT_SHA256 = "2d93be06b353353dd5a436524b9d9693fa99d4fce720589d051aaca1b2f86494"
 

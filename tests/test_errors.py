@@ -56,17 +56,30 @@ def test_one_value_per_channel_in_training(shape):
     assert y.shape == shape
 
 
-@pytest.mark.parametrize("eps", [0, 0.0, -1e-5, float("nan"), float("inf"), "1e-5", True])
-def test_eps_must_be_positive_and_finite(eps):
-    with pytest.raises(ValueError, match="eps must be a positive finite number, got"):
+@pytest.mark.parametrize("eps, exc", [(0, ValueError), (0.0, ValueError), (-1e-5, ValueError),
+                                      (float("nan"), ValueError), (float("inf"), ValueError),
+                                      ("1e-5", TypeError), (True, TypeError)])
+def test_eps_must_be_positive_and_finite_in_training(eps, exc):
+    # the contract of bncourse.core.validation: a non-number is a TypeError, a bad number a
+    # ValueError; eps > 0 in training (PyTorch's rule)
+    with pytest.raises(exc, match="eps must be"):
         bnp.batch_norm_forward(_x(), eps=eps)
-    with pytest.raises(ValueError, match="eps must be"):
+    with pytest.raises(exc, match="eps must be"):
         bnp.BatchNorm(3, eps=eps)
 
 
-@pytest.mark.parametrize("momentum", [-0.1, 1.5, float("nan"), "0.1"])
-def test_momentum_must_be_in_unit_interval(momentum):
-    with pytest.raises(ValueError, match=r"momentum must be a number in \[0, 1\] or None, got"):
+def test_eps_zero_is_allowed_in_inference_but_not_negative():
+    x = _x()
+    y = bnp.batch_norm_inference(x, np.zeros(3, np.float32), np.ones(3, np.float32), eps=0.0)
+    np.testing.assert_array_equal(y, x)
+    with pytest.raises(ValueError, match="eps must be non-negative"):
+        bnp.batch_norm_inference(x, np.zeros(3, np.float32), np.ones(3, np.float32), eps=-1e-5)
+
+
+@pytest.mark.parametrize("momentum, exc", [(-0.1, ValueError), (1.5, ValueError),
+                                           (float("nan"), ValueError), ("0.1", TypeError)])
+def test_momentum_must_be_in_unit_interval(momentum, exc):
+    with pytest.raises(exc, match=r"momentum must be a number in \[0, 1\] or None, got"):
         bnp.BatchNorm(3, momentum=momentum)
 
 
@@ -132,7 +145,7 @@ def test_backward_before_forward():
     (lambda: bnp.group_norm_forward(_x((2, 6, 3)), 4), "divisible by num_groups"),
     (lambda: bnp.instance_norm_forward(_x((2, 3, 1))), "more than 1 spatial element"),
     (lambda: bnp.instance_norm_forward(_x((2, 3))), r"expected 3D to 5D input \(got 2D input\)"),
-    (lambda: bnp.rms_norm_forward(_x(), (5,), eps=-1.0), "eps must be a positive"),
+    (lambda: bnp.rms_norm_forward(_x(), (5,), eps=-1.0), "eps must be non-negative"),
     (lambda: bnp.batch_renorm_forward(_x(), None, None, np.zeros(3, np.float32), np.ones(3, np.float32), r_max=0.5),
      "r_max must be >= 1"),
 ])

@@ -9,11 +9,11 @@ import json
 import numpy as np
 import pytest
 
-from bncourse import gradcheck
-from bncourse.datasets import load_mnist
-from bncourse.figure1 import (Config, History, batches, evaluate, initial_model, main,
+from bncourse.course import gradcheck
+from bncourse.paper.datasets import load_mnist
+from bncourse.paper.figure1 import (Config, History, batches, evaluate, initial_model, main,
                               percentile_drift, sweep, train)
-from bncourse.mlp import MLP, Linear, Sigmoid, softmax_cross_entropy
+from bncourse.paper.mlp import MLP, Linear, Sigmoid, softmax_cross_entropy
 
 SIZES = (7, 6, 6, 3)          # a small version of (784, 100, 100, 100, 10)
 NORMS = [None, "batch", "group"]

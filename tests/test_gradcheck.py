@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import bncourse.numpy as bnp
-from bncourse import gradcheck
+from bncourse.course import gradcheck
 
 
 def test_central_difference_is_exact_for_a_quadratic(rng):

@@ -4,7 +4,7 @@ The adversarial inputs themselves (huge means, constant channels, float16 near i
 
 import numpy as np
 
-from bncourse import accuracy
+from bncourse.course import accuracy
 
 
 def test_float16_statistics_do_not_overflow():
@@ -30,7 +30,7 @@ def test_one_pass_formula_fails_where_ours_does_not():
 import pytest
 
 import bncourse.numpy as bnp
-from bncourse import generic
+from bncourse.core import closed_form as generic
 from conftest import assert_close
 
 

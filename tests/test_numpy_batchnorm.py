@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 import bncourse.numpy as bnp
-from bncourse import _numpy_kernels, generic
+from bncourse.core import closed_form as generic
+from bncourse.kernels import numpy_tiles as _numpy_kernels
 from conftest import assert_close, tol
 
 SHAPES = [(8, 5), (3, 4, 7), (4, 3, 5, 6), (2, 3, 4, 5, 3), (256, 64), (2, 8, 131, 129),

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import bncourse.numpy as bnp
-from bncourse.plots import NORMS, statistic_mask
+from bncourse.paper.plots import NORMS, statistic_mask
 
 
 def test_import_does_not_load_matplotlib():
@@ -52,7 +52,7 @@ def test_figure_has_one_panel_per_method():
     matplotlib = pytest.importorskip("matplotlib")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from bncourse.plots import norm_axes_figure
+    from bncourse.paper.plots import norm_axes_figure
 
     fig = norm_axes_figure()
     try:
@@ -67,7 +67,7 @@ def test_figure_in_a_grid():
     matplotlib = pytest.importorskip("matplotlib")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from bncourse.plots import norm_axes_figure
+    from bncourse.paper.plots import norm_axes_figure
 
     fig = norm_axes_figure(kinds=("batch", "layer", "group"), ncols=2)
     try:

@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, strategies as st
 
 import bncourse.numpy as bnp
-from bncourse import generic
+from bncourse.core import closed_form as generic
 
 shapes = st.integers(2, 5).flatmap(lambda nd: st.tuples(
     st.integers(1, 7), st.integers(1, 4), *[st.integers(1, 6)] * (nd - 2)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import bncourse.numpy as bnp
-from bncourse.recalibration import recalibrate
+from bncourse.course.recalibration import recalibrate
 from conftest import assert_close
 
 

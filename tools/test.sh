@@ -16,6 +16,10 @@ if ! command -v chromium >/dev/null 2>&1; then
     fi
 fi
 
+# Lint and type check (configuration in pyproject.toml) before the tests.
+python3 -m ruff check bncourse
+python3 -m mypy
+
 set +e
 BNCOURSE_STRICT=1 python3 -m pytest -n 2 --dist loadfile "$@"
 rc=$?

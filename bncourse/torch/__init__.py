@@ -22,7 +22,7 @@ torch.nn's do); normalization by the *biased* variance, ``running_var`` tracks t
 *unbiased* one; ``momentum`` is the weight of the *new* value (``None`` in a module:
 cumulative average).  float16/bfloat16 inputs are computed in
 float32 and returned in their dtype.  Statistics are shifted sums accumulated in float64
-(:mod:`bncourse.torch._stats`): exact where PyTorch's float32 kernel is not (e.g. data
+(:mod:`bncourse.core.torch_stats`): exact where PyTorch's float32 kernel is not (e.g. data
 around 1e4 with unit spread), on CPU and CUDA alike.
 """
 

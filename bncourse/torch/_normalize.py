@@ -25,7 +25,7 @@ Double backward: with ``create_graph=True`` the backward recomputes μ and σ̂ 
 saved input with differentiable float64 operations and evaluates the same closed form on
 them, so autograd can differentiate it again.
 
-Forward mode (:func:`norm_jvp`), the same projection applied to a tangent dx:
+Forward mode (:func:`function_jvp`), the same projection applied to a tangent dx:
 
     dx̂ = σ̂⁻¹·(dx − mean(dx) − x̂·mean(dx·x̂)),     dy = w·dx̂ + dw·x̂ + db.
 
@@ -41,7 +41,9 @@ import math
 
 import torch
 
-from ._stats import compute_dtype, moments, sum64
+from ..core.policy import compute_dtype
+from ..core.running import blend, running_stats
+from ..core.torch_stats import moments, sum64
 
 
 @dataclass
@@ -90,7 +92,7 @@ class Plan:
     aligned: bool               # parameters vary exactly along the statistics (batch norm)
     eps: float
     center: bool = True         # False: RMS norm
-    work_shape: tuple = None    # x is viewed as this while standardizing (group norm)
+    work_shape: tuple | None = None    # x is viewed as this while standardizing (group norm)
     statistics: object = batch_statistics   # (plan, xw) -> (Stats, xw − r)
     reduce: object = None       # backward: local (Σdy, Σdy·x̂) -> the group's (distributed)
     frozen: bool = False        # statistics are given constants (eval mode)
@@ -207,7 +209,7 @@ def _xhat(t, st, cdt):
 # ----------------------------------------------------------------------------- backward
 
 
-def norm_backward(ctx, dy, *_):
+def function_backward(ctx, dy, *_):
     """The backward of every Function built on :func:`norm_forward`: the gradients of all
     its arguments, (dx, dweight, dbias) at their positions by the closed form, None
     elsewhere and where ``ctx.needs_input_grad`` is False.  The statistics outputs are not
@@ -249,7 +251,7 @@ def norm_backward(ctx, dy, *_):
     return tuple(out)
 
 
-def norm_jvp(ctx, *tangents):
+def function_jvp(ctx, *tangents):
     """Forward mode of every Function built on :func:`norm_forward` (module docstring):
     the tangent of y from those of input, weight and bias (None: zero); the statistics
     outputs get None.  Out of place throughout (``jacfwd`` vmaps over the tangents)."""
@@ -352,14 +354,17 @@ def _differentiable_xhat(x, plan, st):
 @torch.no_grad()
 def ema_(buffer, new, f):
     """In place: buffer ← (1 − f)·buffer + f·new, computed in float64 (f weights the new value)."""
-    buffer.copy_(((1.0 - f) * buffer.double() + f * new.reshape(buffer.shape)).to(buffer.dtype))
+    buffer.copy_(blend(buffer.double(), new.reshape(buffer.shape), f).to(buffer.dtype))
 
 
+@torch.no_grad()
 def update_running_stats_(running_mean, running_var, st, momentum):
-    """PyTorch's rule: mean ← (1 − f)·mean + f·μ,  var ← (1 − f)·var + f·σ²·m/(m − 1)
-    (unbiased), f = ``momentum``.  An empty batch leaves them unchanged (as in PyTorch)."""
+    """:func:`bncourse.core.running.running_stats` (PyTorch's rule, f = ``momentum``) written
+    into the buffers.  An empty batch leaves them unchanged (as in PyTorch)."""
     if running_mean is None or not st.count:
         return
-    m = st.count
-    ema_(running_mean, st.mean, momentum)
-    ema_(running_var, st.var * (m / (m - 1)), momentum)
+    mean, var = running_stats(running_mean.double(), running_var.double(),
+                              st.mean.reshape(running_mean.shape),
+                              st.var.reshape(running_var.shape), st.count, momentum)
+    running_mean.copy_(mean.to(running_mean.dtype))
+    running_var.copy_(var.to(running_var.dtype))

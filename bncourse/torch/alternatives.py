@@ -22,9 +22,10 @@ import math
 
 import torch
 
-from . import _checks
+from ..core.running import unbiased
+from ..core import validation as _checks
 from ._normalize import (Plan, batch_plan, batch_statistics, contiguous_format, ema_,
-                         norm_backward, norm_forward, norm_jvp, norm_outputs, setup_norm_context,
+                         function_backward, norm_forward, function_jvp, norm_outputs, setup_norm_context,
                          suggest_memory_format)
 from .functional import VMAP_RUNNING_STATS, batch_norm, vmap_fold, vmap_unfold
 
@@ -110,8 +111,8 @@ class LayerNormFunction(torch.autograd.Function):
     # forward(input, normalized_shape, weight, bias, eps)
     forward, setup_context = stateless(lambda x, shape, eps: trailing_plan(x.ndim, shape, eps))
 
-    backward = staticmethod(norm_backward)
-    jvp = staticmethod(norm_jvp)
+    backward = staticmethod(function_backward)
+    jvp = staticmethod(function_jvp)
 
     @staticmethod
     def vmap(info, in_dims, input, normalized_shape, weight, bias, eps):
@@ -136,8 +137,8 @@ class RMSNormFunction(torch.autograd.Function):
     forward, setup_context = stateless(
         lambda x, shape, eps: trailing_plan(x.ndim, shape, eps, center=False), with_bias=False)
 
-    backward = staticmethod(norm_backward)
-    jvp = staticmethod(norm_jvp)
+    backward = staticmethod(function_backward)
+    jvp = staticmethod(function_jvp)
 
     @staticmethod
     def vmap(info, in_dims, input, normalized_shape, weight, eps):
@@ -178,8 +179,8 @@ class GroupNormFunction(torch.autograd.Function):
     # forward(input, num_groups, weight, bias, eps)
     forward, setup_context = stateless(lambda x, G, eps: group_plan(x.shape, G, eps))
 
-    backward = staticmethod(norm_backward)
-    jvp = staticmethod(norm_jvp)
+    backward = staticmethod(function_backward)
+    jvp = staticmethod(function_jvp)
 
     @staticmethod
     def vmap(info, in_dims, input, num_groups, weight, bias, eps):
@@ -235,15 +236,15 @@ class InstanceNormFunction(torch.autograd.Function):
         if running_mean is not None and input.shape[0]:
             m = st.count
             ema_(running_mean, st.mean.mean(0), momentum)
-            ema_(running_var, (st.var * (m / (m - 1))).mean(0), momentum)
+            ema_(running_var, unbiased(st.var, m).mean(0), momentum)
         return norm_outputs(y, st, plan)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
         setup_norm_context(ctx, instance_plan(inputs[0].ndim, inputs[6]), inputs, output)
 
-    backward = staticmethod(norm_backward)
-    jvp = staticmethod(norm_jvp)
+    backward = staticmethod(function_backward)
+    jvp = staticmethod(function_jvp)
 
     @staticmethod
     def vmap(info, in_dims, input, weight, bias, running_mean, running_var, momentum, eps):
@@ -286,11 +287,11 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
         # issue 14: weight and bias dtypes paired with the input's, running statistics 1-D
         # of any float dtype (PyTorch copies them in and out)
         running = name.startswith("running")
-        _checks.check_channel_vector(v, C, name, input.device, None if running else input.dtype,
-                                     vector=running)
+        _checks.check_tensor_channels(v, C, name, input.device, None if running else input.dtype,
+                                      vector=running)
     _check_eps(eps, "instance_norm")
     if running_mean is not None:
-        _checks.check_momentum(momentum)
+        _checks.check_momentum(momentum, allow_none=False, bounded=False)   # issue 14: any finite
     return InstanceNormFunction.apply(input, weight, bias, running_mean, running_var, momentum, eps)[0]
 
 
@@ -342,8 +343,8 @@ class BatchRenormFunction(torch.autograd.Function):
         setup_norm_context(ctx, renorm_plan(input.ndim, eps, running_mean, running_std, r_max, d_max),
                            inputs, output)
 
-    backward = staticmethod(norm_backward)
-    jvp = staticmethod(norm_jvp)
+    backward = staticmethod(function_backward)
+    jvp = staticmethod(function_jvp)
 
     @staticmethod
     def vmap(info, in_dims, *args):
@@ -365,7 +366,7 @@ def batch_renorm(input, running_mean, running_std, weight=None, bias=None, train
                     ("weight", weight), ("bias", bias)):
         if v is None and name.startswith("running"):
             raise TypeError(f"batch_renorm needs {name}, got None")
-        _checks.check_channel_vector(v, C, name, input.device)
+        _checks.check_tensor_channels(v, C, name, input.device)
     _checks.check_eps(eps, training, "batch_renorm")
     if not r_max >= 1:
         raise ValueError(f"r_max must be >= 1, got {r_max!r}")
@@ -373,7 +374,7 @@ def batch_renorm(input, running_mean, running_std, weight=None, bias=None, train
         raise ValueError(f"d_max must be >= 0, got {d_max!r}")
     if not training:     # σ already contains ε: normalize by σ itself
         return batch_norm(input, running_mean, running_std.double() ** 2, weight, bias, False, 0.0, 0.0)
-    _checks.check_momentum(momentum)
+    _checks.check_momentum(momentum, allow_none=False)     # no torch counterpart: [0, 1]
     return BatchRenormFunction.apply(input, weight, bias, running_mean, running_std, momentum,
                                      eps, r_max, d_max)[0]
 

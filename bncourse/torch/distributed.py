@@ -6,7 +6,7 @@ process's batch, so the result equals single-process batch norm on the whole bat
 Forward.  Each process computes its local (n_k, μ_k, M2_k) per channel with the shifted,
 float64-accumulated sums of :mod:`bncourse.torch._stats`; one ``all_gather`` collects them
 (world × (2C + 1) float64 values) and every process merges them in rank order with Chan
-et al.'s pairwise formula (:func:`bncourse.stats.merge`), so that all hold
+et al.'s pairwise formula (:func:`bncourse.core.moments.merge`), so that all hold
 bitwise the same (n, μ, M2) and update their running statistics identically.  Why not
 all-reduce (n, Σx, Σx²)?  Σx² − (Σx)²/n cancels catastrophically for offset data (the
 one-pass formula), and sums of squares around a *shared* reference would need a first
@@ -31,10 +31,10 @@ from functools import reduce
 import torch
 import torch.distributed as dist
 
-from ..stats import Moments, merge
-from ._normalize import (batch_plan, make_stats, norm_backward, norm_forward, norm_jvp, norm_outputs,
+from ..core.moments import Moments, merge
+from ._normalize import (batch_plan, make_stats, function_backward, norm_forward, function_jvp, norm_outputs,
                          setup_norm_context, update_running_stats_)
-from ._stats import moments
+from ..core.torch_stats import moments
 from .functional import check_batch_norm_args
 from .modules import _BatchNorm, replace_modules, retype
 
@@ -95,8 +95,8 @@ class SyncBatchNormFunction(torch.autograd.Function):
         setup_norm_context(ctx, sync_plan(input.ndim, eps, group), inputs, output,
                            count=int(output[-1]))
 
-    backward = staticmethod(norm_backward)
-    jvp = staticmethod(norm_jvp)
+    backward = staticmethod(function_backward)
+    jvp = staticmethod(function_jvp)
 
     @staticmethod
     def vmap(info, in_dims, *args):

@@ -4,8 +4,8 @@
 
 import torch
 
-from . import _checks
-from ._normalize import (batch_plan, frozen_statistics, norm_backward, norm_forward, norm_jvp,
+from ..core import validation as _checks
+from ._normalize import (batch_plan, frozen_statistics, function_backward, norm_forward, function_jvp,
                          norm_outputs, setup_norm_context, update_running_stats_)
 
 VMAP_RUNNING_STATS = (
@@ -70,8 +70,8 @@ class BatchNormFunction(torch.autograd.Function):
         input, _, _, running_mean, running_var, training, _, eps = inputs
         setup_norm_context(ctx, _plan(input, running_mean, running_var, training, eps), inputs, output)
 
-    backward = staticmethod(norm_backward)
-    jvp = staticmethod(norm_jvp)
+    backward = staticmethod(function_backward)
+    jvp = staticmethod(function_jvp)
 
     @staticmethod
     def vmap(info, in_dims, input, weight, bias, running_mean, running_var, training, momentum, eps):
@@ -112,14 +112,14 @@ def check_batch_norm_args(input, running_mean, running_var, weight, bias, traini
     for name, v in (("running_mean", running_mean), ("running_var", running_var),
                     ("weight", weight), ("bias", bias)):
         # issue 14: dtypes paired as in PyTorch, running statistics 1-D (were: any)
-        _checks.check_channel_vector(v, C, name, input.device, input.dtype,
-                                     vector=name.startswith("running"))
+        _checks.check_tensor_channels(v, C, name, input.device, input.dtype,
+                                      vector=name.startswith("running"))
         # issue 14: PyTorch's rule; was a silent zero gradient
         if name.startswith("running") and v is not None and v.requires_grad and torch.is_grad_enabled():
             raise _checks.InputError(f"The function 'native_batch_norm' is not differentiable with respect "
                                      f"to argument '{name}'. This input cannot have requires_grad True.")
     if training and running_mean is not None:
-        _checks.check_momentum(momentum)
+        _checks.check_momentum(momentum, allow_none=False, bounded=False)   # issue 14: any finite
 
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
@@ -142,7 +142,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         y with input's shape and dtype.
 
     Differences from PyTorch: statistics are exact to float64 accumulation (the module
-    docstring of ``bncourse.torch._stats``); a call that raises changes nothing.
+    docstring of ``bncourse.core.torch_stats``); a call that raises changes nothing.
     """
     if isinstance(input, torch.Tensor) and input.ndim == 1 and input.numel() == 0:
         # issue 14: PyTorch's empty-input rule (a copy, running statistics untouched) for

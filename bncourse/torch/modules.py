@@ -13,6 +13,7 @@ and state dicts move between the two in both directions.
 
 import torch
 
+from ..core.running import momentum_weight
 from .functional import batch_norm
 
 
@@ -29,8 +30,8 @@ class _BatchNorm(torch.nn.modules.batchnorm._BatchNorm):
     """
 
     def _momentum(self, tracking):
-        if tracking and self.momentum is None:          # cumulative average over the batches
-            return 1.0 / (int(self.num_batches_tracked) + 1)
+        if tracking:                          # None: cumulative average over the batches
+            return momentum_weight(self.momentum, int(self.num_batches_tracked))
         return 0.0 if self.momentum is None else self.momentum
 
     def forward(self, input):

@@ -11,7 +11,7 @@ and reports medians and the ratios that the targets are stated in:
 forward / copy, forward / torch, forward+backward / torch.  Timings are wall-clock medians
 of ``--repeat`` rounds after a warm-up; nothing here runs in the test suite.
 
-``--backend cupy`` times the GPU instead (``bncourse._bench_gpu``): the fused kernels, the
+``--backend cupy`` times the GPU instead (``bncourse.bench.gpu``): the fused kernels, the
 generic path on CuPy and torch on CUDA against a device-to-device copy, with CUDA events;
 ``--json benchmarks/results/`` saves the results as ``<gpu-name>.json``.
 """
@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 
-from . import numpy as bnp
+from .. import numpy as bnp
 
 DEFAULT_SHAPES = [(256, 1024), (4096, 1024), (32, 64, 56, 56), (8, 256, 28, 28)]
 
@@ -106,6 +106,10 @@ def ratios(t, torch_threads=2):
     return r
 
 
+def _cell(r, k):
+    return f"{r[k]:7.2f}" if k in r else f"{'-':>7}"
+
+
 def _fmt_shape(shape):
     return "(" + ", ".join(map(str, shape)) + ")"
 
@@ -129,7 +133,7 @@ def main(argv=None):
     if args.shapes is not None:
         args.shapes = [tuple(map(int, s.split("x"))) for s in args.shapes]
     if args.backend == "cupy":
-        from . import _bench_gpu
+        from . import gpu as _bench_gpu
         return _bench_gpu.main(args)
     shapes = args.shapes or DEFAULT_SHAPES
     args.dtypes = args.dtypes or ["float32", "float64"]
@@ -148,10 +152,9 @@ def main(argv=None):
             t = measure(shape, np.dtype(dtype), args.repeat)
             r = ratios(t)
             results.append({"shape": list(shape), "dtype": dtype, "seconds": t, "ratios": r})
-            cell = lambda k: f"{r[k]:7.2f}" if k in r else f"{'-':>7}"
             print(f"{_fmt_shape(shape):>18} {dtype:>7} | {t['copy']*1e3:8.3f} {t['ours fwd']*1e3:8.3f} "
-                  f"{t['ours fwd+bwd']*1e3:8.3f} | {r['fwd / copy']:8.2f} {cell('fwd / torch1')} "
-                  f"{cell('fwd / torch2')} {cell('fwd+bwd / torch1')} {cell('fwd+bwd / torch2')}")
+                  f"{t['ours fwd+bwd']*1e3:8.3f} | {r['fwd / copy']:8.2f} {_cell(r, 'fwd / torch1')} "
+                  f"{_cell(r, 'fwd / torch2')} {_cell(r, 'fwd+bwd / torch1')} {_cell(r, 'fwd+bwd / torch2')}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"threads": bnp.get_num_threads(), "results": results}, f, indent=1)
