@@ -32,9 +32,9 @@ import torch
 import torch.distributed as dist
 
 from ..core.moments import Moments, merge
-from ._normalize import (batch_plan, make_stats, function_backward, norm_forward, function_jvp, norm_outputs,
-                         setup_norm_context, update_running_stats_)
 from ..core.torch_stats import moments
+from ._normalize import (batch_plan, function_backward, function_jvp, make_stats, norm_forward,
+                         norm_outputs, setup_norm_context, update_running_stats_)
 from .functional import check_batch_norm_args
 from .modules import _BatchNorm, replace_modules, retype
 
