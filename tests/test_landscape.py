@@ -87,7 +87,7 @@ def test_scale_invariance_identities():
     loss(net).backward()
     torch.testing.assert_close(lin.weight.grad, g / 3.0, rtol=1e-10, atol=1e-14)
     assert math.isclose(effective_learning_rate(0.1, lin.weight),
-                        0.1 / float(lin.weight.norm() ** 2), rel_tol=1e-12)
+                        0.1 / float(lin.weight.detach().norm() ** 2), rel_tol=1e-12)
     with pytest.raises(ValueError, match="zero"):
         effective_learning_rate(0.1, torch.zeros(3))
 
