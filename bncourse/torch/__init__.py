@@ -35,6 +35,8 @@ from .distributed import SyncBatchNorm, SyncBatchNormFunction, convert_sync_batc
 from .folding import find_foldable_pairs, fold_batchnorms, fold_bn_into
 from .functional import BatchNormFunction, batch_norm
 from .modules import BatchNorm1d, BatchNorm2d, BatchNorm3d, convert_batchnorm
+from .ghost import GhostBatchNorm1d, GhostBatchNorm2d
+from .noisy import DistributionShift
 
 __all__ = [
     "batch_norm", "layer_norm", "rms_norm", "group_norm", "instance_norm", "batch_renorm",
@@ -45,4 +47,5 @@ __all__ = [
     "GroupNorm", "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "BatchRenorm",
     "convert_batchnorm", "convert_sync_batchnorm",
     "fold_bn_into", "fold_batchnorms", "find_foldable_pairs",
+    "GhostBatchNorm1d", "GhostBatchNorm2d", "DistributionShift",
 ]
