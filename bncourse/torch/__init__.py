@@ -31,6 +31,8 @@ from .distributed import SyncBatchNorm, SyncBatchNormFunction, convert_sync_batc
 from .folding import find_foldable_pairs, fold_batchnorms, fold_bn_into
 from .functional import BatchNormFunction, batch_norm
 from .modules import BatchNorm1d, BatchNorm2d, BatchNorm3d, convert_batchnorm
+from .blocks import (TLU, FilterResponseNorm2d, ResidualBlock, SkipInit, WSConv2d, adaptive_grad_clip_,
+                     standardize_weight)
 
 __all__ = [
     "batch_norm", "layer_norm", "rms_norm", "group_norm", "instance_norm", "batch_renorm",
@@ -41,4 +43,6 @@ __all__ = [
     "GroupNorm", "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "BatchRenorm",
     "convert_batchnorm", "convert_sync_batchnorm",
     "fold_bn_into", "fold_batchnorms", "find_foldable_pairs",
+    "ResidualBlock", "SkipInit", "standardize_weight", "WSConv2d", "FilterResponseNorm2d", "TLU",
+    "adaptive_grad_clip_",
 ]
