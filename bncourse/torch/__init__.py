@@ -37,6 +37,8 @@ from .functional import BatchNormFunction, batch_norm
 from .modules import BatchNorm1d, BatchNorm2d, BatchNorm3d, convert_batchnorm
 from .ghost import GhostBatchNorm1d, GhostBatchNorm2d
 from .noisy import DistributionShift
+from .blocks import (TLU, FilterResponseNorm2d, ResidualBlock, SkipInit, WSConv2d,
+                     adaptive_grad_clip_, standardize_weight)
 
 __all__ = [
     "batch_norm", "layer_norm", "rms_norm", "group_norm", "instance_norm", "batch_renorm",
@@ -48,4 +50,6 @@ __all__ = [
     "convert_batchnorm", "convert_sync_batchnorm",
     "fold_bn_into", "fold_batchnorms", "find_foldable_pairs",
     "GhostBatchNorm1d", "GhostBatchNorm2d", "DistributionShift",
+    "ResidualBlock", "SkipInit", "standardize_weight", "WSConv2d", "FilterResponseNorm2d", "TLU",
+    "adaptive_grad_clip_",
 ]
