@@ -241,7 +241,7 @@ def plot_figure1(baseline, batchnorm, unit=0, axes=None):
     ax.plot(batchnorm.steps, batchnorm.test_accuracy, color="tab:red", label="With BN")
     ax.set(xlabel="training steps", ylabel="test accuracy", title="(a)")
     ax.set_ylim(max(0.0, min(baseline.test_accuracy[1:] + batchnorm.test_accuracy[1:]) - 0.02), 1)
-    ax.legend(loc="center right")
+    ax.legend(loc="best")       # placed at draw time, after any set_ylim, off the curves
     for ax, hist, title in ((axes[1], baseline, "(b) without BN"), (axes[2], batchnorm, "(c) with BN")):
         p = np.asarray(hist.percentiles)[:, :, unit]
         for k, style, label in ((0, ":", "15th, 85th percentiles"), (1, "-", "median"), (2, ":", None)):
@@ -251,7 +251,7 @@ def plot_figure1(baseline, batchnorm, unit=0, axes=None):
     hi = max(np.max(np.asarray(h.percentiles)[:, :, unit]) for h in (baseline, batchnorm))
     for ax in axes[1:]:
         ax.set_ylim(lo - 0.1 * (hi - lo), hi + 0.1 * (hi - lo))
-    axes[2].legend(loc="lower right", fontsize="small")
+    axes[2].legend(loc="best", fontsize="small")
     return fig
 
 
