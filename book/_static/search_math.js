@@ -20,12 +20,17 @@
   const ACCENTS = { hat: "\u0302", bar: "\u0304", tilde: "\u0303" };
 
   function readableTex(tex) {
-    let s = tex.trim().replace(/^\\\(|\\\)$|^\\\[|\\\]$|^\$\$?|\$\$?$/g, "");
-    // \hat{x} -> x̂ (the accent on the last character of the argument)
-    s = s.replace(/\\(hat|bar|tilde|widehat)\s*\{([^{}]*)\}|\\(hat|bar|tilde)\s*(\w)/g,
-      (m, a1, arg1, a2, arg2) => (arg1 ?? arg2) + ACCENTS[(a1 || a2).replace("wide", "")]);
-    s = s.replace(/\\frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}/g, "($1)/($2)");
-    s = s.replace(/\\(?:text|mathrm|mathbf|mathit|operatorname)\s*\{([^{}]*)\}/g, "$1");
+    let s = tex.trim().replace(/\\[()[\]]|\$\$?/g, " ");  // \( \) \[ \] $ $$
+    s = s.replace(/\\(begin|end)\s*\{[^{}]*\}/g, " ");
+    for (let pass = 0; pass < 4; pass++) {  // innermost braces first: \frac{a}{\sqrt{b}}
+      // \hat{x} -> x̂ (the accent on the last character of the argument)
+      s = s.replace(/\\(hat|bar|tilde|widehat)\s*\{([^{}]*)\}|\\(hat|bar|tilde)\s*(\w)/g,
+        (m, a1, arg1, a2, arg2) => (arg1 ?? arg2) + ACCENTS[(a1 || a2).replace("wide", "")]);
+      s = s.replace(/\\sqrt\s*\{([^{}]*)\}/g, "√($1)");
+      s = s.replace(/\\frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}/g, "($1)/($2)");
+      s = s.replace(/\\frac\s*(\w)\s*(\w)/g, "$1/$2");  // \frac1m
+      s = s.replace(/\\(?:text|mathrm|mathbf|mathit|operatorname)\s*\{([^{}]*)\}/g, "$1");
+    }
     s = s.replace(/\\(left|right|big|Big|bigg|Bigg|displaystyle|,|;|!)/g, "");
     s = s.replace(/\\([A-Za-z]+)/g, (m, name) => SYMBOLS[name] ?? name);
     s = s.replace(/\\\\/g, "; ").replace(/[{}&]/g, "").replace(/\s+/g, " ");
@@ -38,7 +43,12 @@
     Search.htmlToText = (htmlString, anchor) => {
       const doc = new DOMParser().parseFromString(htmlString, "text/html");
       doc.querySelectorAll(".math").forEach((el) => {
-        el.textContent = readableTex(el.textContent);
+        // a numbered equation: "\[...\]" next to "(4.1)" and its "#" link
+        el.querySelectorAll(".headerlink").forEach((link) => link.remove());
+        const eqno = el.querySelector(".eqno");
+        const number = eqno ? ` ${eqno.textContent.trim()}` : "";
+        if (eqno) eqno.remove();
+        el.textContent = readableTex(el.textContent) + number;
       });
       // The theme's [role=main] also holds the page's buttons and its contents list: keep
       // the article alone, so snippets start in the text, and one space for each run of
