@@ -12,7 +12,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CLI_MODULES = ["bncourse.accuracy", "bncourse.figure1", "bncourse.bench"]
+# The commands readers type (README, chapters), each with the module that defines its
+# argparse ``main`` since the package was layered (the old paths are shims that run it).
+ENTRY_POINTS = {
+    "bncourse.accuracy": "bncourse.course.accuracy",
+    "bncourse.figure1": "bncourse.paper.figure1",
+    "bncourse.bench": "bncourse.bench.cpu",
+}
+CLI_MODULES = list(ENTRY_POINTS)
 
 
 def test_every_main_module_is_listed():
@@ -23,7 +30,8 @@ def test_every_main_module_is_listed():
         if 'if __name__ == "__main__":' in path.read_text(encoding="utf-8")
         and "argparse" in path.read_text(encoding="utf-8")
     }
-    assert mains <= set(CLI_MODULES), sorted(mains - set(CLI_MODULES))
+    listed = set(ENTRY_POINTS.values())
+    assert mains <= listed, sorted(mains - listed)
 
 
 def help_text(module):
