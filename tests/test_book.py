@@ -377,10 +377,19 @@ def solution_cells(nb) -> set[int]:
     return cells
 
 
+def shows_package_source(output) -> bool:
+    """Whether ``output`` is package source displayed by ``show_source`` (Pygments HTML, a
+    ``div.highlight``): it keeps the package's line length and wraps at the edge of its box
+    (book/_static/layout.css), like literalinclude; the browser check measures it."""
+    html = "".join(output.get("data", {}).get("text/html", ""))
+    return html.startswith('<div class="highlight"')
+
+
 def test_notebook_lines_fit_the_column():
     """Code and printed lines of at most 88 characters, 82 in a solution (its dropdown is
-    narrower): what the text column holds at 1280 px (book/_static/layout.css). The
-    browser check below measures the pages; this names the lines, without a build."""
+    narrower): what the text column holds at 1280 px (book/_static/layout.css). Package
+    source shown with show_source wraps instead, and is left out. The browser check below
+    measures the pages; this names the lines, without a build."""
     import nbformat
 
     sys.path.insert(0, str(ROOT / "tools"))
@@ -397,6 +406,7 @@ def test_notebook_lines_fit_the_column():
             outputs = "".join(
                 "".join(out.get("text") or out.get("data", {}).get("text/plain", ""))
                 for out in cell.get("outputs", [])
+                if not shows_package_source(out)
             )
             for kind, text in (("code", cell.source), ("output", outputs)):
                 long += [
@@ -410,7 +420,7 @@ def test_notebook_lines_fit_the_column():
 def test_no_code_block_scrolls_at_desktop_width(visits):
     """Code inputs, printed outputs and included source fit the column at 1280 px: lines of
     at most 88 characters (book/_static/layout.css sizes the code font for them); package
-    source shown with literalinclude wraps at the box edge instead."""
+    source shown with literalinclude or show_source wraps at the box edge instead."""
     scrolling = {d: v["layout"]["pre_scroll"] for d, v in visits.items() if v["layout"]["pre_scroll"]}
     assert not scrolling, "\n".join(
         f"{d}: {len(pres)} blocks, e.g. {pres[:3]}" for d, pres in scrolling.items()
