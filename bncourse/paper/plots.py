@@ -138,6 +138,8 @@ def gpu_results_figure(results):
         ax.set_xticks(pos, [f"{tuple(r['shape'])}\n{r['dtype']}" for r in rows], fontsize=7)
         ax.set_ylabel("fraction of the copy's bandwidth")
         ax.set_title(f"{doc['device']} (measured, {name})", fontsize=9)
-        ax.legend(fontsize=7)
+        top = np.nanmax([r[m].get(k, np.nan) for r in rows for k, m in series] + ceilings)
+        ax.set_ylim(0, 1.4 * top)                       # headroom: the legend sits above the bars
+        ax.legend(fontsize=7, loc="upper center", ncols=2)
     fig.tight_layout()
     return fig
