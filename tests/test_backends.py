@@ -10,10 +10,10 @@ import pytest
 
 import bncourse.cupy as bcp
 import bncourse.numpy as bnp
-from bncourse import functional as _api
+from bncourse import functional
 from bncourse.core import closed_form as generic
 from bncourse.course import accuracy, reference
-from bncourse.kernels import cuda as _cupy_kernels
+from bncourse.kernels import cuda
 from conftest import assert_close
 
 
@@ -85,11 +85,11 @@ def test_training_matches_float64_reference(backend, rng, shape, dtype, affine):
 
 def test_training_dispatches_to_the_fast_kernels(backend, rng):
     x = backend.put(_inputs(rng, (4, 3, 5), "float32")[0])
-    kernels = _api.fast_kernels(x)
+    kernels = functional.fast_kernels(x)
     assert kernels is not None and kernels.supports(x)
     if backend.name == "cupy":
-        assert kernels is _cupy_kernels
-        assert isinstance(backend.bn.batch_norm_forward(x)[1], _cupy_kernels.FusedCache)
+        assert kernels is cuda
+        assert isinstance(backend.bn.batch_norm_forward(x)[1], cuda.FusedCache)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])

@@ -1,4 +1,4 @@
-"""The fused CUDA kernels of bncourse._cupy_kernels, checked without a GPU: the source
+"""The fused CUDA kernels of bncourse.kernels.cuda, checked without a GPU: the source
 compiles (NVRTC through CuPy's compiler, and nvcc, where present), the launch plans are
 sound, and the kernels — run on the CPU by tests/cuda_emulator.py, through the module's own
 Python code — match the float64 generic path and stay exact on the adversarial inputs of
@@ -14,7 +14,7 @@ import pytest
 
 import bncourse.cupy as bcp
 import bncourse.numpy as bnp
-from bncourse import functional as _api
+from bncourse import functional
 from bncourse.core import closed_form as generic
 from bncourse.course import accuracy
 from bncourse.kernels import cuda as K
@@ -118,7 +118,7 @@ def emulator(request, tmp_path_factory):
 
 
 class Runner:
-    """_cupy_kernels.forward/backward with NumPy data in and out: ``device`` moves an input
+    """cuda.forward/backward with NumPy data in and out: ``device`` moves an input
     to where the kernels run, ``host`` brings a result back."""
 
     def __init__(self, device, host, emulator=None):
@@ -284,7 +284,7 @@ def test_layer_runs_unchanged_on_the_fused_cache(fused, monkeypatch, rng, shape,
         x, _, _, dy = _inputs(rng, shape, "float32")
         x = x + step
         with monkeypatch.context() as m:
-            m.setattr(_api, "fast_kernels", lambda a: K)
+            m.setattr(functional, "fast_kernels", lambda a: K)
             y = ours(x)
             assert isinstance(ours._cache, K.FusedCache)
             dx = ours.backward(dy)

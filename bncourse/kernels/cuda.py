@@ -503,7 +503,7 @@ def _optional(v, placeholder):
 
 @dataclass
 class FusedCache:
-    """What the fused backward needs; ``mean``/``var`` as in ``_numpy_kernels.FastCache``."""
+    """What the fused backward needs; ``mean``/``var`` as in ``numpy_tiles.FastCache``."""
 
     X: object          # C-contiguous input, x's dtype
     plan: LaunchPlan

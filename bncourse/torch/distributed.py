@@ -4,7 +4,7 @@ In training, the statistics of a channel are those of the *concatenation* of eve
 process's batch, so the result equals single-process batch norm on the whole batch.
 
 Forward.  Each process computes its local (n_k, μ_k, M2_k) per channel with the shifted,
-float64-accumulated sums of :mod:`bncourse.torch._stats`; one ``all_gather`` collects them
+float64-accumulated sums of :mod:`bncourse.core.torch_stats`; one ``all_gather`` collects them
 (world × (2C + 1) float64 values) and every process merges them in rank order with Chan
 et al.'s pairwise formula (:func:`bncourse.core.moments.merge`), so that all hold
 bitwise the same (n, μ, M2) and update their running statistics identically.  Why not
