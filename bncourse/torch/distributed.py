@@ -33,8 +33,16 @@ import torch.distributed as dist
 
 from ..core.moments import Moments, merge
 from ..core.torch_stats import moments
-from ._normalize import (batch_plan, function_backward, function_jvp, make_stats, norm_forward,
-                         norm_outputs, setup_norm_context, update_running_stats_)
+from ._normalize import (
+    batch_plan,
+    function_backward,
+    function_jvp,
+    make_stats,
+    norm_forward,
+    norm_outputs,
+    setup_norm_context,
+    update_running_stats_,
+)
 from .functional import check_batch_norm_args
 from .modules import _BatchNorm, replace_modules, retype
 
