@@ -2,7 +2,7 @@
 compiles (NVRTC through CuPy's compiler, and nvcc, where present), the launch plans are
 sound, and the kernels — run on the CPU by tests/cuda_emulator.py, through the module's own
 Python code — match the float64 generic path and stay exact on the adversarial inputs of
-bncourse.accuracy.  Where CuPy sees a GPU, the same tests also run on it (``[cuda]``,
+bncourse.course.accuracy.  Where CuPy sees a GPU, the same tests also run on it (``[cuda]``,
 marked ``gpu``; skipped with the reason "CuPy/CUDA not available" elsewhere)."""
 
 import contextlib
@@ -15,7 +15,7 @@ import pytest
 import bncourse.cupy as bcp
 import bncourse.numpy as bnp
 from bncourse import functional
-from bncourse.core import closed_form as generic
+from bncourse.core import closed_form
 from bncourse.course import accuracy
 from bncourse.kernels import cuda as K
 from conftest import assert_close
@@ -170,8 +170,8 @@ def _check_against_generic(fused, x, gamma, beta, dy):
     y, cache = fused.forward(x, gamma, beta)
     dx, dg, db = fused.backward(dy, cache)
     x, gamma, beta, dy = map(fused.host, (x, gamma, beta, dy))
-    gy, gcache = generic.batch_norm_forward(x, gamma, beta, 1e-5)
-    gdx, gdg, gdb = generic.norm_backward(dy, gcache)
+    gy, gcache = closed_form.batch_norm_forward(x, gamma, beta, 1e-5)
+    gdx, gdg, gdb = closed_form.norm_backward(dy, gcache)
     dtype = x.dtype.name
     for a, e, name in [(y, gy, "y"), (dx, gdx, "dx"), (dg, gdg, "dgamma"), (db, gdb, "dbeta")]:
         assert (a is None) == (e is None), name
@@ -222,8 +222,8 @@ def test_parameter_dtypes(fused, rng, param_dtype):
     y, cache = fused.forward(x, gamma, beta)
     _, dg, db = fused.backward(dy, cache)
     assert dg.dtype == db.dtype == np.dtype(param_dtype)
-    gy, gcache = generic.batch_norm_forward(x, gamma, beta, 1e-5)
-    _, gdg, gdb = generic.norm_backward(dy, gcache)
+    gy, gcache = closed_form.batch_norm_forward(x, gamma, beta, 1e-5)
+    _, gdg, gdb = closed_form.norm_backward(dy, gcache)
     grad_dtype = "float16" if param_dtype == "float16" else "float32"
     assert_close(fused.host(y), gy, "float32")
     assert_close(fused.host(dg), gdg, grad_dtype)
@@ -240,7 +240,7 @@ def test_non_contiguous_input_and_gradient(fused, rng):
 
 @pytest.mark.parametrize("name", list(accuracy.CASES))
 def test_adversarial_inputs_stay_exact(fused, name):
-    """The cases of bncourse.accuracy (huge means, constant channels, float16 near its top,
+    """The cases of bncourse.course.accuracy (huge means, constant channels, float16 near its top,
     10^7 values per channel, sorted data) against float64 two-pass references."""
     x = accuracy.make_case(name)
     dy = np.random.default_rng(1).standard_normal(x.shape).astype(x.dtype)
