@@ -9,6 +9,7 @@ running statistics share :class:`RunningStatsLayer`, whose update is
 :func:`bncourse.core.running.running_stats`.
 """
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -37,7 +38,7 @@ class Layer:
     xp: Any = None            # the array module, set by the backend's subclass
     param_names: tuple = ()
     # (dy, cache) -> (dx, *parameter gradients in param_names order)
-    backward_function = staticmethod(_functional.batch_norm_backward)
+    backward_function: Callable[[Any, Any], tuple[Any, ...]] = staticmethod(_functional.batch_norm_backward)
 
     @staticmethod
     def unavailable():
