@@ -1,4 +1,4 @@
-"""bncourse.conventions: the framework table, momentum/eps translation, state conversion, and
+"""bncourse.course.conventions: the framework table, momentum/eps translation, state conversion, and
 the running update of each convention (PyTorch's checked against torch.nn and bncourse)."""
 
 import numpy as np

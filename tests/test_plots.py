@@ -1,4 +1,4 @@
-"""bncourse.plots: imports without matplotlib; the shaded sets are what the package's
+"""bncourse.paper.plots: imports without matplotlib; the shaded sets are what the package's
 normalizations really share (read off their backward pass); the figure draws."""
 
 import subprocess

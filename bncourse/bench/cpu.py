@@ -138,8 +138,8 @@ def main(argv=None):
     if args.shapes is not None:
         args.shapes = [tuple(map(int, s.split("x"))) for s in args.shapes]
     if args.backend == "cupy":
-        from . import gpu as _bench_gpu
-        return _bench_gpu.main(args)
+        from . import gpu
+        return gpu.main(args)
     shapes = args.shapes or DEFAULT_SHAPES
     args.dtypes = args.dtypes or ["float32", "float64"]
     if args.threads:

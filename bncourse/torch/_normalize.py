@@ -16,7 +16,7 @@ Backward, the closed form (m values per statistic, g = ∂L/∂x̂ = w·dy):
     ∂L/∂w = Σ dy·x̂,   ∂L/∂b = Σ dy     over the dims the parameters are broadcast along.
 
 Both passes work in the compute dtype (float32 for float16/bfloat16) with reductions
-accumulated in float64 (:func:`bncourse.torch._stats.sum64`).  When the parameters vary
+accumulated in float64 (:func:`bncourse.core.torch_stats.sum64`).  When the parameters vary
 along the statistics' own index (batch norm) the affine map folds into one per-channel
 scale and offset, y = t·s + (b + (r − μ)·s) with t = x − r, so the large common offset
 μ is never rounded to the input precision.

@@ -22,11 +22,21 @@ import math
 
 import torch
 
-from ..core.running import unbiased
 from ..core import validation as _checks
-from ._normalize import (Plan, batch_plan, batch_statistics, contiguous_format, ema_,
-                         function_backward, function_jvp, norm_forward, norm_outputs,
-                         setup_norm_context, suggest_memory_format)
+from ..core.running import unbiased
+from ._normalize import (
+    Plan,
+    batch_plan,
+    batch_statistics,
+    contiguous_format,
+    ema_,
+    function_backward,
+    function_jvp,
+    norm_forward,
+    norm_outputs,
+    setup_norm_context,
+    suggest_memory_format,
+)
 from .functional import VMAP_RUNNING_STATS, batch_norm, vmap_fold, vmap_unfold
 
 

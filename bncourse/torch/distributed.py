@@ -4,7 +4,7 @@ In training, the statistics of a channel are those of the *concatenation* of eve
 process's batch, so the result equals single-process batch norm on the whole batch.
 
 Forward.  Each process computes its local (n_k, μ_k, M2_k) per channel with the shifted,
-float64-accumulated sums of :mod:`bncourse.torch._stats`; one ``all_gather`` collects them
+float64-accumulated sums of :mod:`bncourse.core.torch_stats`; one ``all_gather`` collects them
 (world × (2C + 1) float64 values) and every process merges them in rank order with Chan
 et al.'s pairwise formula (:func:`bncourse.core.moments.merge`), so that all hold
 bitwise the same (n, μ, M2) and update their running statistics identically.  Why not
@@ -33,8 +33,16 @@ import torch.distributed as dist
 
 from ..core.moments import Moments, merge
 from ..core.torch_stats import moments
-from ._normalize import (batch_plan, function_backward, function_jvp, make_stats, norm_forward,
-                         norm_outputs, setup_norm_context, update_running_stats_)
+from ._normalize import (
+    batch_plan,
+    function_backward,
+    function_jvp,
+    make_stats,
+    norm_forward,
+    norm_outputs,
+    setup_norm_context,
+    update_running_stats_,
+)
 from .functional import check_batch_norm_args
 from .modules import _BatchNorm, replace_modules, retype
 

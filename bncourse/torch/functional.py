@@ -5,8 +5,16 @@
 import torch
 
 from ..core import validation as _checks
-from ._normalize import (batch_plan, frozen_statistics, function_backward, function_jvp,
-                         norm_forward, norm_outputs, setup_norm_context, update_running_stats_)
+from ._normalize import (
+    batch_plan,
+    frozen_statistics,
+    function_backward,
+    function_jvp,
+    norm_forward,
+    norm_outputs,
+    setup_norm_context,
+    update_running_stats_,
+)
 
 VMAP_RUNNING_STATS = (
     "Batch norm got a batched tensor as input while the running_mean or running_var, which "
