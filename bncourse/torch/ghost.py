@@ -17,8 +17,8 @@ batch-size experiments of chapter 15 measure.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
+import torch.nn.functional as F
 
 __all__ = ["GhostBatchNorm1d", "GhostBatchNorm2d"]
 
