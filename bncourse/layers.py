@@ -9,11 +9,12 @@ running statistics share :class:`RunningStatsLayer`, whose update is
 :func:`bncourse.core.running.running_stats`.
 """
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from . import functional as _api
+from . import functional as _functional
 from .core.running import blend, momentum_weight, running_stats
 from .core.validation import check_eps, check_input_channels, check_momentum, check_positive_int
 
@@ -37,7 +38,7 @@ class Layer:
     xp: Any = None            # the array module, set by the backend's subclass
     param_names: tuple = ()
     # (dy, cache) -> (dx, *parameter gradients in param_names order)
-    backward_function = staticmethod(_api.batch_norm_backward)
+    backward_function: Callable[[Any, Any], tuple[Any, ...]] = staticmethod(_functional.batch_norm_backward)
 
     @staticmethod
     def unavailable():
@@ -155,11 +156,11 @@ class BatchNorm(RunningStatsLayer):
         check_momentum(self.momentum)
         use_batch_stats = self.training or not self.track_running_stats
         if use_batch_stats:
-            y, cache = _api.batch_norm_forward(x, self.gamma, self.beta, self.eps)
+            y, cache = _functional.batch_norm_forward(x, self.gamma, self.beta, self.eps)
             if self.training and self.track_running_stats:
                 self._update_running_stats(cache)
         else:
-            y, cache = _api.batch_norm_frozen_forward(x, self.running_mean, self.running_var,
+            y, cache = _functional.batch_norm_frozen_forward(x, self.running_mean, self.running_var,
                                                       self.gamma, self.beta, self.eps)
         self._cache = cache
         return y
@@ -204,11 +205,11 @@ class LayerNorm(_ElementwiseAffineNorm):
 
     def forward(self, x):
         self.check_array_type(x)
-        y, self._cache = _api.layer_norm_forward(x, self.normalized_shape, self.weight,
+        y, self._cache = _functional.layer_norm_forward(x, self.normalized_shape, self.weight,
                                                  self.bias, self.eps)
         return y
 
-    backward_function = staticmethod(_api.layer_norm_backward)
+    backward_function = staticmethod(_functional.layer_norm_backward)
 
 
 class RMSNorm(_ElementwiseAffineNorm):
@@ -222,10 +223,10 @@ class RMSNorm(_ElementwiseAffineNorm):
 
     def forward(self, x):
         self.check_array_type(x)
-        y, self._cache = _api.rms_norm_forward(x, self.normalized_shape, self.weight, self.eps)
+        y, self._cache = _functional.rms_norm_forward(x, self.normalized_shape, self.weight, self.eps)
         return y
 
-    backward_function = staticmethod(_api.rms_norm_backward)
+    backward_function = staticmethod(_functional.rms_norm_backward)
 
 
 class _ChannelAffineNorm(Layer):
@@ -242,7 +243,7 @@ class _ChannelAffineNorm(Layer):
         self.weight = self.xp.ones(num_channels, dtype=dt) if affine else None
         self.bias = self.xp.zeros(num_channels, dtype=dt) if affine else None
 
-    backward_function = staticmethod(_api.alternative_backward)
+    backward_function = staticmethod(_functional.alternative_backward)
 
 
 class GroupNorm(_ChannelAffineNorm):
@@ -259,7 +260,7 @@ class GroupNorm(_ChannelAffineNorm):
     def forward(self, x):
         self.check_array_type(x)
         check_input_channels(x, self.num_channels)
-        y, self._cache = _api.group_norm_forward(x, self.num_groups, self.weight, self.bias, self.eps)
+        y, self._cache = _functional.group_norm_forward(x, self.num_groups, self.weight, self.bias, self.eps)
         return y
 
 
@@ -274,7 +275,7 @@ class InstanceNorm(_ChannelAffineNorm):
     def forward(self, x):
         self.check_array_type(x)
         check_input_channels(x, self.num_channels, 3, 5)
-        y, self._cache = _api.instance_norm_forward(x, self.weight, self.bias, self.eps)
+        y, self._cache = _functional.instance_norm_forward(x, self.weight, self.bias, self.eps)
         return y
 
 
@@ -299,7 +300,7 @@ class BatchRenorm(RunningStatsLayer):
         self.check_array_type(x)
         check_input_channels(x, self.num_features)
         if self.training:
-            y, cache, stats = _api.batch_renorm_forward(
+            y, cache, stats = _functional.batch_renorm_forward(
                 x, self.gamma, self.beta, self.running_mean, self.running_std,
                 self.r_max, self.d_max, self.eps)
             self.num_batches_tracked += 1
@@ -311,7 +312,7 @@ class BatchRenorm(RunningStatsLayer):
             self.last_stats = stats
         else:
             # σ already contains eps, so normalize by σ itself (eps = 0, allowed in eval)
-            y, cache = _api.batch_norm_frozen_forward(x, self.running_mean,
+            y, cache = _functional.batch_norm_frozen_forward(x, self.running_mean,
                                                       self._float64("running_std") ** 2,
                                                       self.gamma, self.beta, 0.0)
         self._cache = cache

@@ -1,4 +1,4 @@
-"""Run the CUDA kernels of ``bncourse._cupy_kernels`` on the CPU, for tests without a GPU.
+"""Run the CUDA kernels of ``bncourse.kernels.cuda`` on the CPU, for tests without a GPU.
 
 The kernel source is compiled by the host C++ compiler after a small runtime that models
 what the kernels use of CUDA: a block's threads are fibers (``ucontext``) that the runtime
@@ -8,7 +8,7 @@ variable is the block's shared memory), ``atomicAdd``, ``__threadfence``, ``__ld
 float16 conversions (``_Float16``).  Blocks run one after another, in grid order, reversed
 or shuffled, so that any block can be the "last block" of a reduction.
 
-:class:`Emulator` replaces ``_cupy_kernels._launch`` and checks every launch the way the
+:class:`Emulator` replaces ``cuda._launch`` and checks every launch the way the
 CUDA driver would not: the block size must be ``BLOCK``, the grid within CUDA's limits,
 and each argument of exactly the C type of the kernel's parameter (``int`` ← numpy.int32,
 ``long long`` ← numpy.int64, ``double`` ← numpy.float64, ``T*`` ← an array of the data

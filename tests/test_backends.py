@@ -2,7 +2,7 @@
 ``gpu``; skipped with the reason "CuPy/CUDA not available" elsewhere): training forward and
 backward against the float64 staged reference, the layer's running statistics against
 their float64 definition and the NumPy layer, every alternative against NumPy, and the
-adversarial inputs of bncourse.accuracy.  The fused GPU kernels against the generic path:
+adversarial inputs of bncourse.course.accuracy.  The fused GPU kernels against the generic path:
 tests/test_cupy_kernels.py (on the GPU, and on a CPU emulation of it)."""
 
 import numpy as np
@@ -10,10 +10,10 @@ import pytest
 
 import bncourse.cupy as bcp
 import bncourse.numpy as bnp
-from bncourse import functional as _api
-from bncourse.core import closed_form as generic
+from bncourse import functional
+from bncourse.core import closed_form
 from bncourse.course import accuracy, reference
-from bncourse.kernels import cuda as _cupy_kernels
+from bncourse.kernels import cuda
 from conftest import assert_close
 
 
@@ -85,11 +85,11 @@ def test_training_matches_float64_reference(backend, rng, shape, dtype, affine):
 
 def test_training_dispatches_to_the_fast_kernels(backend, rng):
     x = backend.put(_inputs(rng, (4, 3, 5), "float32")[0])
-    kernels = _api.fast_kernels(x)
+    kernels = functional.fast_kernels(x)
     assert kernels is not None and kernels.supports(x)
     if backend.name == "cupy":
-        assert kernels is _cupy_kernels
-        assert isinstance(backend.bn.batch_norm_forward(x)[1], _cupy_kernels.FusedCache)
+        assert kernels is cuda
+        assert isinstance(backend.bn.batch_norm_forward(x)[1], cuda.FusedCache)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -110,7 +110,7 @@ def test_layer_running_statistics(backend, rng, shape, dtype, momentum):
     """running ← (1 − f)·running + f·batch statistic (unbiased variance), f = momentum or
     1/num_batches_tracked; checked against that definition in float64 and the NumPy layer."""
     C = shape[1]
-    axes = generic.batch_axes(len(shape))
+    axes = closed_form.batch_axes(len(shape))
     layer = backend.bn.BatchNorm(C, momentum=momentum, dtype=dtype)
     ref = bnp.BatchNorm(C, momentum=momentum, dtype=dtype)
     mean, var = np.zeros(C), np.ones(C)
@@ -193,7 +193,7 @@ LONG = [name for name in accuracy.CASES if "1e7" in name]
 def test_adversarial_inputs_stay_exact(backend, name):
     """Huge means, constant channels, float16 near its top, 10^7 values per channel, sorted
     data: outputs and input gradients against float64 two-pass references on the same
-    values (bncourse.accuracy), to issue #2's bounds."""
+    values (bncourse.course.accuracy), to issue #2's bounds."""
     x = accuracy.make_case(name)
     dy = np.random.default_rng(1).standard_normal(x.shape).astype(x.dtype)
     y, cache = backend.bn.batch_norm_forward(backend.put(x))

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 import bncourse.cupy as bcp
-from bncourse.bench import gpu as _bench_gpu
+from bncourse.bench import gpu
 
 
 @pytest.mark.skipif(bcp.is_available(), reason="a GPU is present: the benchmark would run")
@@ -23,7 +23,7 @@ def test_bandwidths_and_ratios():
     shape, dtype = (1000, 250), "float32"                   # |x| = 1 MB
     t = {"copy": 2e-6, "fused fwd": 4e-6, "fused bwd": 5e-6, "fused fwd+bwd": 9e-6,
          "torch fwd": 8e-6, "torch bwd": 10e-6, "torch fwd+bwd": 18e-6, "generic fwd": 40e-6}
-    r = _bench_gpu.summarize(shape, dtype, t)
+    r = gpu.summarize(shape, dtype, t)
     assert r["bytes"] == 10**6
     bw = r["bandwidth_GBps"]
     assert bw["copy"] == pytest.approx(1000.0)               # 2 MB in 2 us
@@ -38,16 +38,16 @@ def test_bandwidths_and_ratios():
 
 def test_results_file_is_named_after_the_gpu(tmp_path):
     name = "NVIDIA H100 80GB HBM3"
-    assert _bench_gpu.results_path(str(tmp_path), name) == str(tmp_path / "NVIDIA-H100-80GB-HBM3.json")
-    assert _bench_gpu.results_path("benchmarks/results/", name).endswith("results/NVIDIA-H100-80GB-HBM3.json")
-    assert _bench_gpu.results_path(str(tmp_path / "mine.json"), name) == str(tmp_path / "mine.json")
+    assert gpu.results_path(str(tmp_path), name) == str(tmp_path / "NVIDIA-H100-80GB-HBM3.json")
+    assert gpu.results_path("benchmarks/results/", name).endswith("results/NVIDIA-H100-80GB-HBM3.json")
+    assert gpu.results_path(str(tmp_path / "mine.json"), name) == str(tmp_path / "mine.json")
 
 
 def _synthetic_run(device):
     # Made-up times to exercise the file format and the plot; never written to benchmarks/.
     t = {"copy": 2e-6, "fused fwd": 4e-6, "fused bwd": 5e-6, "fused fwd+bwd": 9e-6}
-    return {"device": device, "repeat": 1}, [_bench_gpu.summarize((1000, 250), "float32", t),
-                                            _bench_gpu.summarize((500, 250), "float16", t)]
+    return {"device": device, "repeat": 1}, [gpu.summarize((1000, 250), "float32", t),
+                                            gpu.summarize((500, 250), "float16", t)]
 
 
 def test_results_round_trip_and_plot(tmp_path):
@@ -56,13 +56,13 @@ def test_results_round_trip_and_plot(tmp_path):
     matplotlib.use("Agg")
     from bncourse.paper import plots
 
-    assert _bench_gpu.load_results(str(tmp_path / "missing")) == []
+    assert gpu.load_results(str(tmp_path / "missing")) == []
     for device in ("GPU B", "GPU A"):
         meta, results = _synthetic_run(device)
-        path = _bench_gpu.save_results(_bench_gpu.results_path(str(tmp_path) + "/", device), meta, results)
+        path = gpu.save_results(gpu.results_path(str(tmp_path) + "/", device), meta, results)
         assert path.endswith(device.replace(" ", "-") + ".json")
     (tmp_path / "notes.txt").write_text("not a results file")
-    loaded = _bench_gpu.load_results(str(tmp_path))
+    loaded = gpu.load_results(str(tmp_path))
     assert [name for name, _ in loaded] == ["GPU-A.json", "GPU-B.json"]
     assert loaded[0][1]["device"] == "GPU A"
     entry = loaded[0][1]["results"][1]

@@ -3,7 +3,8 @@
 One build (module fixture) serves every test: ``jupyter-book build -W -n --keep-going``
 into a temporary folder, so the checkout's ``_build`` is never touched. The browser check
 serves the HTML on 127.0.0.1 and opens every page of ``_toc.yml`` in headless Chromium,
-recording every request the pages make.
+recording every request the pages make, and measures the layout at a desktop width (1280 px)
+and a phone width (400 px); the search page is checked for readable snippets.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ CHROMIUM_ARGS = [  # offline and quiet: no background requests of the browser's 
     "--disable-sync",
 ]
 LOCAL_SCHEMES = {"data", "blob", "about"}  # never leave the machine
+DESKTOP, PHONE = 1280, 400  # viewport widths (CSS px) of the layout checks
 
 
 def toc_docnames() -> list[str]:
@@ -183,12 +185,14 @@ def visits(served, browser_context):
         page.on("pageerror", lambda exc, errors=errors: errors.append(str(exc)))
         page.on("response", lambda r, bad=bad_responses: r.status < 400 or bad.append(r.url))
         first = len(requests)
+        page.set_viewport_size({"width": DESKTOP, "height": 900})
         response = page.goto(f"{served}/{docname}.html", wait_until="load")
         results[docname] = {
             "status": response.status if response else None,
             "math": page.evaluate(MATH_JS),
             "images": page.evaluate(IMAGES_JS),
             "solutions": page.evaluate(SOLUTIONS_JS),
+            "layout": page.evaluate(LAYOUT_JS),  # solutions open: their code is measured too
         }
         page.wait_for_load_state("networkidle")  # late loads too (fonts), before counting
         results[docname] |= {
@@ -197,6 +201,21 @@ def visits(served, browser_context):
             "requests": requests[first:],
             "remote_requests": [url for url in requests[first:] if leaves_localhost(url)],
         }
+        page.close()
+    return results
+
+
+@pytest.fixture(scope="module")
+def phone_layouts(served, browser_context):
+    """The layout of every TOC page opened at the phone width, keyed by docname."""
+    results = {}
+    for docname in toc_docnames():
+        page = browser_context.new_page()
+        page.set_viewport_size({"width": PHONE, "height": 800})
+        page.goto(f"{served}/{docname}.html", wait_until="load")
+        page.evaluate(MATH_JS)  # typeset first: MathJax changes the widths
+        page.evaluate(SOLUTIONS_JS)
+        results[docname] = page.evaluate(LAYOUT_JS)
         page.close()
     return results
 
@@ -235,6 +254,51 @@ SOLUTIONS_JS = """async () => {
         out.push({id: sol.id, dropdown, hidden, shown: visible(body)});
     }
     return out;
+}"""
+
+# The layout at the current viewport width (after MathJax, with every <details> opened):
+# page width; code blocks that scroll sideways; display math and tables that are wider than
+# the text column without a box of their own that scrolls (overflow-x auto/scroll) and lies
+# inside the column; cells (the "Show code cell source" boxes) that come before the title.
+LAYOUT_JS = """async () => {
+    if (document.querySelector('.math') && window.MathJax && MathJax.startup)
+        await MathJax.startup.promise;
+    document.querySelectorAll('article details').forEach(d => { d.open = true; });
+    await new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)));
+    const root = document.documentElement;
+    const article = document.querySelector('article.bd-article');
+    const cs = getComputedStyle(article), box = article.getBoundingClientRect();
+    const col = {left: box.left + parseFloat(cs.paddingLeft),
+                 right: box.right - parseFloat(cs.paddingRight)};
+    const inColumn = el => {
+        const r = el.getBoundingClientRect();
+        return r.left >= col.left - 1 && r.right <= col.right + 1;
+    };
+    const scrollBox = el => {
+        for (let e = el; e && e !== article; e = e.parentElement)
+            if (['auto', 'scroll'].includes(getComputedStyle(e).overflowX)) return e;
+        return null;
+    };
+    const longest = el => el.textContent.split('\\n').reduce((a, b) => b.length > a.length ? b : a, '');
+    const kind = el => el.closest('.cell_input') ? 'input'
+        : el.closest('.cell_output, .output') ? 'output' : 'literal';
+    const shown = el => el.clientWidth > 0;
+    const preScroll = [...article.querySelectorAll('pre')].filter(shown)
+        .filter(p => p.scrollWidth > p.clientWidth + 1)
+        .map(p => ({kind: kind(p), over_px: p.scrollWidth - p.clientWidth,
+                    line: longest(p).slice(0, 100)}));
+    const unboxed = selector => [...article.querySelectorAll(selector)].filter(shown)
+        .filter(el => !(inColumn(el) && el.scrollWidth <= el.clientWidth + 1))
+        .filter(el => { const b = scrollBox(el); return !b || !inColumn(b); })
+        .map(el => ({tag: el.tagName, right: Math.round(el.getBoundingClientRect().right),
+                     column_right: Math.round(col.right), text: el.textContent.slice(0, 60)}));
+    const h1 = article.querySelector('h1');
+    const cellsAboveTitle = h1 ? [...article.querySelectorAll('.cell')]
+        .filter(c => c.compareDocumentPosition(h1) & Node.DOCUMENT_POSITION_FOLLOWING)
+        .map(c => c.textContent.trim().slice(0, 60)) : null;
+    return {viewport: root.clientWidth, page_width: root.scrollWidth, pre_scroll: preScroll,
+            math: unboxed('div.math, mjx-container[display="true"]'), tables: unboxed('table'),
+            cells_above_title: cellsAboveTitle};
 }"""
 
 
@@ -277,3 +341,127 @@ def test_solutions_are_hidden_until_opened(visits):
         for solution in visit["solutions"]:
             assert solution["dropdown"], (docname, solution)
             assert solution["hidden"] and solution["shown"], (docname, solution)
+
+
+# --- the layout at a desktop and a phone width ---------------------------------------------
+
+
+def layouts(visits, phone_layouts):
+    """[(width, docname, layout)] for both widths."""
+    return [(DESKTOP, d, v["layout"]) for d, v in visits.items()] + [
+        (PHONE, d, layout) for d, layout in phone_layouts.items()
+    ]
+
+
+def test_no_page_scrolls_sideways(visits, phone_layouts):
+    for width, docname, layout in layouts(visits, phone_layouts):
+        print(f"{width} px {docname}: page {layout['page_width']} px")  # shown by -rP
+    wide = [
+        (width, docname, layout["page_width"])
+        for width, docname, layout in layouts(visits, phone_layouts)
+        if layout["page_width"] > layout["viewport"]
+    ]
+    assert not wide, wide
+
+
+def solution_cells(nb) -> set[int]:
+    """Indices of the code cells between ``solution-start`` and ``solution-end``."""
+    inside, cells = False, set()
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "markdown":
+            inside = ("solution-start" in cell.source or inside) and (
+                "solution-end" not in cell.source
+            )
+        elif inside:
+            cells.add(i)
+    return cells
+
+
+def shows_package_source(output) -> bool:
+    """Whether ``output`` is package source displayed by ``show_source`` (Pygments HTML, a
+    ``div.highlight``): it keeps the package's line length and wraps at the edge of its box
+    (book/_static/layout.css), like literalinclude; the browser check measures it."""
+    html = "".join(output.get("data", {}).get("text/html", ""))
+    return html.startswith('<div class="highlight"')
+
+
+def test_notebook_lines_fit_the_column():
+    """Code and printed lines of at most 88 characters, 82 in a solution (its dropdown is
+    narrower): what the text column holds at 1280 px (book/_static/layout.css). Package
+    source shown with show_source wraps instead, and is left out. The browser check below
+    measures the pages; this names the lines, without a build."""
+    import nbformat
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    from run_notebooks import toc_notebooks
+
+    long = []
+    for path in toc_notebooks(ROOT):
+        nb = nbformat.read(path, as_version=4)
+        solutions = solution_cells(nb)
+        for i, cell in enumerate(nb.cells[1:], 1):  # the Colab cell is not shown
+            if cell.cell_type != "code":
+                continue
+            limit = 82 if i in solutions else 88
+            outputs = "".join(
+                "".join(out.get("text") or out.get("data", {}).get("text/plain", ""))
+                for out in cell.get("outputs", [])
+                if not shows_package_source(out)
+            )
+            for kind, text in (("code", cell.source), ("output", outputs)):
+                long += [
+                    f"{path.name} cell {i} {kind} ({len(line)} > {limit}): {line}"
+                    for line in text.splitlines()
+                    if len(line) > limit
+                ]
+    assert not long, "\n".join(long)
+
+
+def test_no_code_block_scrolls_at_desktop_width(visits):
+    """Code inputs, printed outputs and included source fit the column at 1280 px: lines of
+    at most 88 characters (book/_static/layout.css sizes the code font for them); package
+    source shown with literalinclude or show_source wraps at the box edge instead."""
+    scrolling = {d: v["layout"]["pre_scroll"] for d, v in visits.items() if v["layout"]["pre_scroll"]}
+    assert not scrolling, "\n".join(
+        f"{d}: {len(pres)} blocks, e.g. {pres[:3]}" for d, pres in scrolling.items()
+    )
+
+
+def test_wide_math_and_tables_scroll_in_their_own_box(visits, phone_layouts):
+    offenders = [
+        (width, docname, layout["math"] + layout["tables"])
+        for width, docname, layout in layouts(visits, phone_layouts)
+        if layout["math"] or layout["tables"]
+    ]
+    assert not offenders, offenders
+
+
+def test_no_cell_above_the_chapter_title(visits, phone_layouts):
+    for width, docname, layout in layouts(visits, phone_layouts):
+        assert layout["cells_above_title"] == [], (width, docname, layout["cells_above_title"])
+
+
+# Runs a search on the search page; returns the snippets once Sphinx says it finished.
+SEARCH_JS = """async () => {
+    const done = () => /Search finished/.test(
+        (document.querySelector('#search-results .search-summary') || {}).textContent || '');
+    for (let i = 0; i < 200 && !done(); i++) await new Promise(r => setTimeout(r, 100));
+    return {done: done(),
+            snippets: [...document.querySelectorAll('#search-results p.context')]
+                .map(p => p.textContent)};
+}"""
+
+
+def test_search_snippets_show_math_without_tex(served, browser_context):
+    """Sphinx cuts snippets from the pages' HTML, where math is TeX source ("\\(\\mu_B\\)");
+    book/_static/search_math.js turns it into text ("μ_B") first."""
+    page = browser_context.new_page()
+    page.goto(f"{served}/search.html?q=variance+batch", wait_until="load")
+    result = page.evaluate(SEARCH_JS)
+    page.close()
+    assert result["done"], "the search did not finish"
+    snippets = result["snippets"]
+    assert len(snippets) >= 5, snippets
+    tex = [s for s in snippets if re.search(r"\\[()\[\]]", s)]  # \( \) \[ \]: math markup
+    assert not tex, tex
+    assert any(re.search("[μσγβε]", s) for s in snippets), snippets  # the math is there

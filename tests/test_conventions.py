@@ -1,4 +1,4 @@
-"""bncourse.conventions: the framework table, momentum/eps translation, state conversion, and
+"""bncourse.course.conventions: the framework table, momentum/eps translation, state conversion, and
 the running update of each convention (PyTorch's checked against torch.nn and bncourse)."""
 
 import numpy as np
@@ -43,10 +43,48 @@ def test_unknown_framework_is_named():
     ("keras", 0.99, "pytorch", 0.01), ("pytorch", 0.1, "keras", 0.9),
     ("chainer", 0.9, "pytorch", 0.1), ("flax", 0.9, "keras", 0.9),
     ("pytorch", 0.3, "pytorch", 0.3), ("keras", None, "pytorch", 0.01),
-    ("chainer", None, "flax", 0.9), ("pytorch", None, "chainer", 0.9),
+    ("chainer", None, "flax", 0.9), ("pytorch", cv.DEFAULT, "chainer", 0.9),
 ])
 def test_momentum_equivalent(src, value, dst, expected):
     assert cv.momentum_equivalent(value, src, dst) == pytest.approx(expected, abs=1e-15)
+
+
+def test_default_momentum_is_an_omitted_argument():
+    assert cv.momentum_equivalent(src="pytorch", dst="chainer") == pytest.approx(0.9)
+    assert cv.convert_hyperparameters("pytorch", "keras")["momentum"] == pytest.approx(0.9)
+
+
+def test_pytorch_cumulative_average_is_refused_with_its_ports():
+    """PyTorch's momentum=None (cumulative average) has no constant equivalent: every
+    translator raises, naming the average and the two ports."""
+    for call in (lambda: cv.convert_hyperparameters("pytorch", "keras", momentum=None),
+                 lambda: cv.momentum_equivalent(None, "pytorch", "flax"),
+                 lambda: cv.convention("pytorch").retain(None),
+                 lambda: cv.running_update(np.zeros(2), np.ones(2), np.ones((4, 2)), "pytorch", None)):
+        with pytest.raises(ValueError, match="cumulative average") as info:
+            call()
+        assert "finetune=True" in str(info.value) and "1/n" in str(info.value)
+
+
+def test_the_ports_of_the_cumulative_average_equal_pytorch(rng):
+    """Chainer's fine-tuning decay 1 - 1/N and PyTorch's per-step momentum 1/n both give
+    the running statistics of a torch.nn.BatchNorm1d(momentum=None)."""
+    torch = optional("torch")
+    module = torch.nn.BatchNorm1d(3, momentum=None, dtype=torch.float64)
+    chainer = pytorch = (np.zeros(3), np.ones(3))
+    batches = [rng.normal(2.0, 3.0, size=(8, 3)) for _ in range(5)]
+    for n, x in enumerate(batches, start=1):
+        module(torch.from_numpy(x))
+        chainer = cv.running_update(*chainer, x, "chainer", momentum=1 - 1 / n)
+        pytorch = cv.running_update(*pytorch, x, "pytorch", momentum=1 / n)
+    for ours in (chainer, pytorch):
+        assert_close(ours[0], module.running_mean.numpy(), "float64")
+        assert_close(ours[1], module.running_var.numpy(), "float64")
+    # the state of such a layer converts exactly: nothing of the initial 1 is left
+    state = {k: v.numpy() for k, v in module.state_dict().items()}
+    keras = cv.convert_bn_state(state, "pytorch", "keras", batch_size=8, steps=5, momentum=None)
+    biased = np.mean([x.var(axis=0) for x in batches], axis=0)     # their plain average
+    assert_close(keras["moving_variance"], biased, "float64")
 
 
 def test_momentum_round_trip_and_batch_ratio():
@@ -214,3 +252,13 @@ def test_channels_last_frameworks_reduce_all_but_the_last_axis(rng):
 def test_unbiased_update_needs_two_values():
     with pytest.raises(ValueError, match="m >= 2"):
         cv.running_update(np.zeros(2), np.ones(2), np.ones((1, 2)), "pytorch")
+
+
+def test_chainer_single_value_batch_warns_and_decays_the_variance():
+    """Chainer: adjust = m / max(m - 1, 1) = 1 for m = 1, a warning, the biased variance 0
+    averaged in: avg_var <- decay * avg_var."""
+    x = np.array([[3.0, -1.0]])
+    with pytest.warns(UserWarning, match="one value per channel"):
+        mean, var = cv.running_update(np.array([1.0, 2.0]), np.array([4.0, 0.5]), x, "chainer", 0.8)
+    assert_close(mean, 0.8 * np.array([1.0, 2.0]) + 0.2 * x[0], "float64")
+    assert_close(var, 0.8 * np.array([4.0, 0.5]), "float64")

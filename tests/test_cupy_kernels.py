@@ -1,8 +1,8 @@
-"""The fused CUDA kernels of bncourse._cupy_kernels, checked without a GPU: the source
+"""The fused CUDA kernels of bncourse.kernels.cuda, checked without a GPU: the source
 compiles (NVRTC through CuPy's compiler, and nvcc, where present), the launch plans are
 sound, and the kernels — run on the CPU by tests/cuda_emulator.py, through the module's own
 Python code — match the float64 generic path and stay exact on the adversarial inputs of
-bncourse.accuracy.  Where CuPy sees a GPU, the same tests also run on it (``[cuda]``,
+bncourse.course.accuracy.  Where CuPy sees a GPU, the same tests also run on it (``[cuda]``,
 marked ``gpu``; skipped with the reason "CuPy/CUDA not available" elsewhere)."""
 
 import contextlib
@@ -14,8 +14,8 @@ import pytest
 
 import bncourse.cupy as bcp
 import bncourse.numpy as bnp
-from bncourse import functional as _api
-from bncourse.core import closed_form as generic
+from bncourse import functional
+from bncourse.core import closed_form
 from bncourse.course import accuracy
 from bncourse.kernels import cuda as K
 from conftest import assert_close
@@ -118,7 +118,7 @@ def emulator(request, tmp_path_factory):
 
 
 class Runner:
-    """_cupy_kernels.forward/backward with NumPy data in and out: ``device`` moves an input
+    """cuda.forward/backward with NumPy data in and out: ``device`` moves an input
     to where the kernels run, ``host`` brings a result back."""
 
     def __init__(self, device, host, emulator=None):
@@ -170,8 +170,8 @@ def _check_against_generic(fused, x, gamma, beta, dy):
     y, cache = fused.forward(x, gamma, beta)
     dx, dg, db = fused.backward(dy, cache)
     x, gamma, beta, dy = map(fused.host, (x, gamma, beta, dy))
-    gy, gcache = generic.batch_norm_forward(x, gamma, beta, 1e-5)
-    gdx, gdg, gdb = generic.norm_backward(dy, gcache)
+    gy, gcache = closed_form.batch_norm_forward(x, gamma, beta, 1e-5)
+    gdx, gdg, gdb = closed_form.norm_backward(dy, gcache)
     dtype = x.dtype.name
     for a, e, name in [(y, gy, "y"), (dx, gdx, "dx"), (dg, gdg, "dgamma"), (db, gdb, "dbeta")]:
         assert (a is None) == (e is None), name
@@ -222,8 +222,8 @@ def test_parameter_dtypes(fused, rng, param_dtype):
     y, cache = fused.forward(x, gamma, beta)
     _, dg, db = fused.backward(dy, cache)
     assert dg.dtype == db.dtype == np.dtype(param_dtype)
-    gy, gcache = generic.batch_norm_forward(x, gamma, beta, 1e-5)
-    _, gdg, gdb = generic.norm_backward(dy, gcache)
+    gy, gcache = closed_form.batch_norm_forward(x, gamma, beta, 1e-5)
+    _, gdg, gdb = closed_form.norm_backward(dy, gcache)
     grad_dtype = "float16" if param_dtype == "float16" else "float32"
     assert_close(fused.host(y), gy, "float32")
     assert_close(fused.host(dg), gdg, grad_dtype)
@@ -240,7 +240,7 @@ def test_non_contiguous_input_and_gradient(fused, rng):
 
 @pytest.mark.parametrize("name", list(accuracy.CASES))
 def test_adversarial_inputs_stay_exact(fused, name):
-    """The cases of bncourse.accuracy (huge means, constant channels, float16 near its top,
+    """The cases of bncourse.course.accuracy (huge means, constant channels, float16 near its top,
     10^7 values per channel, sorted data) against float64 two-pass references."""
     x = accuracy.make_case(name)
     dy = np.random.default_rng(1).standard_normal(x.shape).astype(x.dtype)
@@ -284,7 +284,7 @@ def test_layer_runs_unchanged_on_the_fused_cache(fused, monkeypatch, rng, shape,
         x, _, _, dy = _inputs(rng, shape, "float32")
         x = x + step
         with monkeypatch.context() as m:
-            m.setattr(_api, "fast_kernels", lambda a: K)
+            m.setattr(functional, "fast_kernels", lambda a: K)
             y = ours(x)
             assert isinstance(ours._cache, K.FusedCache)
             dx = ours.backward(dy)

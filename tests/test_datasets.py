@@ -1,4 +1,4 @@
-"""bncourse.datasets: the shipped MNIST subset (shape, range, labels, checksums, no leaks
+"""bncourse.paper.datasets: the shipped MNIST subset (shape, range, labels, checksums, no leaks
 between the splits), the IDX parser on tiny files written here, and the full-set download
 path against a local file:// "mirror" (no network)."""
 

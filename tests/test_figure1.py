@@ -1,4 +1,4 @@
-"""bncourse.mlp and bncourse.figure1: the paper's network has exact gradients (central
+"""bncourse.paper.mlp and bncourse.paper.figure1: the paper's network has exact gradients (central
 differences, PyTorch autograd), batch norm makes it invariant to the weight scale, a short
 run on real digits shows BN ahead of the baseline, runs are deterministic, and the command
 line writes its JSON and figure."""

@@ -1,4 +1,4 @@
-"""bncourse.gradcheck: central differences are exact for quadratics, second-order accurate
+"""bncourse.course.gradcheck: central differences are exact for quadratics, second-order accurate
 in h, leave their input alone, and confirm batch norm's analytic gradient."""
 
 import numpy as np

@@ -57,3 +57,31 @@ def test_fast_backward_gradients_to_float32_tolerance(rng, shape, offset, dy_kin
     # dγ is a sum of m terms dy·x̂ (|x̂| ~ 1): the float32 bar relative to sqrt(Σ dy²)
     scale = np.sqrt(np.sum(dy.astype(np.float64) ** 2, axis=axes))
     assert np.all(np.abs(dgamma - dgamma64) <= 1e-5 * np.maximum(scale, np.abs(dgamma64)))
+
+
+def test_recentring_decision_needs_no_division():
+    """core.policy.needs_recentring is B > KAPPA_MAX·M2: M2 = 0 needs no special case (B > 0:
+    the reference missed a constant; B = 0: it is the constant), NaN never recentres, and the
+    NumPy tiles and torch share the loop (shifted_moments) that calls it."""
+    import torch
+
+    from bncourse.core import policy, torch_stats
+    from bncourse.kernels import numpy_tiles
+
+    K = policy.KAPPA_MAX
+    assert policy.needs_recentring(np.array([1.0, 0.0]), np.array([1.0, 0.0])) is False
+    assert policy.needs_recentring(np.array([1e-300]), np.array([0.0])) is True
+    assert policy.needs_recentring(np.array([np.nan]), np.array([np.nan])) is False
+    assert policy.needs_recentring(np.array([K]), np.array([1.0])) is False        # κ = K exactly
+    assert policy.needs_recentring(torch.tensor([K * 1.5]), torch.tensor([1.0])) is True
+    calls = []
+
+    def sum_around(ref):                       # a constant 5 seen first from r = 0
+        calls.append(float(ref[0]))
+        t = np.full((4, 1), 5.0) - ref
+        return np.asarray(ref, np.float64), t.sum(0), (t * t).sum(0), None
+
+    mean, m2, _ = policy.shifted_moments(sum_around, np.zeros(1), 4)
+    assert calls == [0.0, 5.0] and mean[0] == 5.0 and m2[0] == 0.0
+    assert numpy_tiles.shifted_moments is policy.shifted_moments
+    assert torch_stats.shifted_moments is policy.shifted_moments

@@ -6,7 +6,7 @@ import pytest
 
 import bncourse.numpy as bnp
 from bncourse.core import closed_form as generic
-from bncourse.kernels import numpy_tiles as _numpy_kernels
+from bncourse.kernels import numpy_tiles
 from conftest import assert_close, tol
 
 SHAPES = [(8, 5), (3, 4, 7), (4, 3, 5, 6), (2, 3, 4, 5, 3), (256, 64), (2, 8, 131, 129),
@@ -60,8 +60,8 @@ def test_training_matches_torch(torch, rng, shape, dtype, affine):
 def test_fast_path_matches_generic_path(rng, shape, dtype):
     """The blocked kernels agree with the float64 generic path to the output's precision."""
     x, gamma, beta, dy = _inputs(rng, shape, dtype)
-    y, cache = _numpy_kernels.forward(x, gamma, beta, 1e-5)
-    dx, dg, db = _numpy_kernels.backward(dy, cache)
+    y, cache = numpy_tiles.forward(x, gamma, beta, 1e-5)
+    dx, dg, db = numpy_tiles.backward(dy, cache)
     gy, gcache = generic.batch_norm_forward(x, gamma, beta, 1e-5)
     gdx, gdg, gdb = generic.norm_backward(dy, gcache)
     for a, e, name in [(y, gy, "y"), (dx, gdx, "dx"), (dg, gdg, "dgamma"), (db, gdb, "dbeta")]:
@@ -76,7 +76,7 @@ def test_fast_path_matches_generic_path(rng, shape, dtype):
 
 def test_dispatch_uses_the_fast_kernels_for_numpy(rng):
     x, gamma, beta, _ = _inputs(rng, (4, 3, 5), "float32")
-    assert isinstance(bnp.batch_norm_forward(x, gamma, beta)[1], _numpy_kernels.FastCache)
+    assert isinstance(bnp.batch_norm_forward(x, gamma, beta)[1], numpy_tiles.FastCache)
 
 
 @pytest.mark.parametrize("make_view", [
@@ -211,7 +211,7 @@ def test_results_do_not_depend_on_the_thread_count(rng, shape):
     """Tiles are reduced independently and merged in a fixed order: 1 and 2 threads give
     bitwise-identical results (so notebooks print the same digits everywhere)."""
     x, gamma, beta, dy = _inputs(rng, shape, "float32")
-    assert x.nbytes >= _numpy_kernels.THREAD_MIN_BYTES          # large enough to be threaded
+    assert x.nbytes >= numpy_tiles.THREAD_MIN_BYTES          # large enough to be threaded
     before = bnp.get_num_threads()
     try:
         results = []

@@ -1,4 +1,4 @@
-"""bncourse.recalibration.recalibrate: the average of per-batch statistics, and
+"""bncourse.course.recalibration.recalibrate: the average of per-batch statistics, and
 torch.optim.swa_utils.update_bn's result on the same model."""
 
 import numpy as np

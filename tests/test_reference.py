@@ -1,4 +1,4 @@
-"""The staged graph of bncourse.reference: forward equals the closed form, its backward
+"""The staged graph of bncourse.course.reference: forward equals the closed form, its backward
 equals the closed-form backward and central finite differences (float64)."""
 
 import numpy as np

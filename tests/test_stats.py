@@ -1,4 +1,4 @@
-"""bncourse.stats: the four variance algorithms of the statistics chapter against float64
+"""bncourse.course.stats: the four variance algorithms of the statistics chapter against float64
 references — merge == statistics of the concatenation, Welford over chunks == two passes —
 and the failure modes the chapter demonstrates (one-pass cancellation, float16 overflow)."""
 

@@ -25,11 +25,11 @@ def _rand(shape, dtype, seed, scale=1.0, shift=0.0):
 CASES = {
     "layer_norm": (lambda x, w, b: bt.layer_norm(x, (5, 3), w, b),
                    lambda x, w, b: F.layer_norm(x, (5, 3), w, b), (4, 6, 5, 3), (5, 3)),
-    "layer_norm_2d": (lambda x, w, b: bt.layer_norm(x, 7, w, b, eps=1e-3),
+    "layer_norm_2d": (lambda x, w, b: bt.layer_norm(x, (7,), w, b, eps=1e-3),
                       lambda x, w, b: F.layer_norm(x, (7,), w, b, eps=1e-3), (9, 7), (7,)),
     "rms_norm": (lambda x, w, b: bt.rms_norm(x, (5, 3), w),
                  lambda x, w, b: F.rms_norm(x, (5, 3), w), (4, 6, 5, 3), (5, 3)),
-    "rms_norm_eps": (lambda x, w, b: bt.rms_norm(x, 3, w, eps=1e-2),
+    "rms_norm_eps": (lambda x, w, b: bt.rms_norm(x, (3,), w, eps=1e-2),
                      lambda x, w, b: F.rms_norm(x, (3,), w, eps=1e-2), (4, 6, 3), (3,)),
     "group_norm": (lambda x, w, b: bt.group_norm(x, 3, w, b),
                    lambda x, w, b: F.group_norm(x, 3, w, b), (4, 6, 5, 3), (6,)),
@@ -80,7 +80,7 @@ def test_gradcheck_and_gradgradcheck(case):
 
 def test_half_input_is_computed_in_float32():
     x = _rand((8, 64), torch.float16, 0, 1.0, 300.0)          # np.var overflows on this
-    y = bt.layer_norm(x, 64)
+    y = bt.layer_norm(x, (64,))
     assert y.dtype == torch.float16 and torch.isfinite(y).all()
     assert_close(y.float().numpy(), F.layer_norm(x.float(), (64,)).numpy(), rtol=2e-3)
 

@@ -1,6 +1,6 @@
 """Adversarial statistics: bncourse.torch must be exact where PyTorch's float32 kernel is not.
 
-y_exact is the float64 two-pass batch norm (``bncourse.reference.forward``) of the *same*
+y_exact is the float64 two-pass batch norm (``bncourse.course.reference.forward``) of the *same*
 float32/float16 values.  PyTorch's error on the same inputs is recorded (printed with -s)
 for the notes; it is not asserted, except that we must not be worse.
 """

@@ -22,7 +22,7 @@
 # On the device machine (the `run` tool of this workplace; it sets OUT and brings $OUT back):
 #   run(command="bash tools/gpu_check.sh", timeout_s=570)
 # Its image has torch, CuPy, pytest and hypothesis but (as last listed) not array-api-compat,
-# which bncourse.generic needs for CuPy arrays.  Carry it as a wheel, prepared here first
+# which bncourse.core.closed_form needs for CuPy arrays.  Carry it as a wheel, prepared here first
 # (.whl/ and gpu_results/ are in .gitignore):
 #   python3 -m pip download --no-deps --only-binary=:all: -d .whl array-api-compat==1.16.0
 #   run(command="bash tools/gpu_check.sh", carry=[".whl"], timeout_s=570)
@@ -30,7 +30,7 @@
 #
 # With the results: read summary.txt and pytest_gpu.log; fix what failed.  Copy the
 # benchmark's <gpu-name>.json unedited into benchmarks/results/ and commit it: chapter 14
-# (book/14_performance.ipynb) plots every file there with bncourse.plots.gpu_results_figure
+# (book/14_performance.ipynb) plots every file there with bncourse.paper.plots.gpu_results_figure
 # (regenerate its outputs with tools/run_notebooks.py); then replace the "never run on a GPU"
 # statements of README.md and benchmarks/README.md by what was measured.
 #

@@ -117,15 +117,20 @@ def _fmt_shape(shape):
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m bncourse.bench", description=__doc__.split("\n")[0])
     p.add_argument("--backend", default="numpy", choices=["numpy", "cupy"],
-                   help="numpy: CPU (default); cupy: GPU, needs CuPy and a CUDA device")
+                   help="numpy: CPU; cupy: GPU, needs CuPy and a CUDA device "
+                        "(default: %(default)s)")
     p.add_argument("--dtypes", nargs="+", default=None,
-                   help="default: float32 float64 (numpy), float16 float32 (cupy)")
+                   help="dtypes to time (default: float32 float64 (numpy), float16 float32 (cupy))")
     p.add_argument("--shapes", nargs="+", default=None,
                    help="shapes like 256x1024 32x64x56x56 (default: the standard ones of the backend)")
-    p.add_argument("--repeat", type=int, default=20)
-    p.add_argument("--threads", type=int, default=None, help="threads of bncourse.numpy")
+    p.add_argument("--repeat", type=int, default=20,
+                   help="timed rounds after the warm-up; medians are reported "
+                        "(default: %(default)s)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="threads of bncourse.numpy (default: its own choice)")
     p.add_argument("--json", default=None,
-                   help="also write the raw results to this file (cupy: or folder, as <gpu-name>.json)")
+                   help="also write the raw results to this file (cupy: or folder, as "
+                        "<gpu-name>.json; default: print only)")
     args = p.parse_args(argv)
     # PyTorch's OpenMP workers spin after each call by default; interleaved with our threads
     # they would steal a core from the next candidate.  Passive waiting keeps turns fair.
@@ -133,8 +138,8 @@ def main(argv=None):
     if args.shapes is not None:
         args.shapes = [tuple(map(int, s.split("x"))) for s in args.shapes]
     if args.backend == "cupy":
-        from . import gpu as _bench_gpu
-        return _bench_gpu.main(args)
+        from . import gpu
+        return gpu.main(args)
     shapes = args.shapes or DEFAULT_SHAPES
     args.dtypes = args.dtypes or ["float32", "float64"]
     if args.threads:

@@ -1,7 +1,7 @@
 """Accurate statistics with torch ops (CPU and CUDA alike): the numerics of ``bncourse.torch``.
 
-(Here rather than in ``bncourse/torch/`` so that the book can show it from a public module;
-``bncourse.torch._stats`` is the same module.)  The approach is the one of
+(Here rather than in ``bncourse/torch/`` so that the book can show it from a public module.)
+The approach is the one of
 :mod:`bncourse.kernels.numpy_tiles` (read its docstring first), written
 with tensor operations.  For the m values that share a statistic:
 
@@ -14,7 +14,9 @@ with tensor operations.  For the m values that share a statistic:
 The relative error of M2 is about κ·u with κ = B/M2 = 1 + (μ − r)²/σ²; when the sample was
 unlucky (κ > ``KAPPA_MAX`` of :mod:`bncourse.core.policy`: sorted or bimodal data, a
 constant channel not equal to r) the sums are taken again around r = μ, which is then known
-well enough to make κ ≈ 1.  That check reads one boolean from the device (a host synchronization on CUDA).
+well enough to make κ ≈ 1 (the loop and its test, :func:`bncourse.core.policy.shifted_moments`
+and :func:`~bncourse.core.policy.needs_recentring`, are the NumPy tiles' too).  That check
+reads one boolean from the device (a host synchronization on CUDA).
 
 Statistics computed on different processes are combined with Chan et al.'s pairwise update
 (:func:`bncourse.core.moments.merge`), which adds only non-negative terms.
@@ -25,7 +27,7 @@ import math
 
 import torch
 
-from .policy import KAPPA_MAX, REFERENCE_SAMPLE, compute_dtype  # noqa: F401 (re-exported)
+from .policy import KAPPA_MAX, REFERENCE_SAMPLE, compute_dtype, shifted_moments  # noqa: F401 (re-exported)
 
 RUN = 1 << 14          # values per low-precision partial sum before it is added in float64
 CHUNK = 1 << 18        # elements per block of a product a·b reduced by sum64
@@ -94,13 +96,11 @@ def moments(x, dims, center=True):
     if m == 0:                                   # an empty local batch (distributed ranks)
         zeros = sum64(xc, dims)                  # float64 zeros of the statistics' shape
         return ShiftedMoments(0, zeros.to(cdt), zeros, zeros.clone(), xc)
-    ref = reference_shift(xc, dims).to(cdt)
-    for attempt in range(2):
-        t = xc - ref
-        a = sum64(t, dims)
-        b = sum64(t, dims, t)
-        m2 = torch.clamp(b - a * a / m, min=0.0)
-        mean = ref.double() + a / m
-        if attempt == 1 or not bool(torch.any(b > KAPPA_MAX * m2)):
-            return ShiftedMoments(m, ref, mean, m2, t)
-        ref = mean.to(cdt)                       # recentre on the now well-known mean
+
+    def sum_around(ref):                         # float64 guess -> sums around r
+        r = ref.to(cdt)
+        t = xc - r
+        return r.double(), sum64(t, dims), sum64(t, dims, t), (r, t)
+
+    mean, m2, (ref, t) = shifted_moments(sum_around, reference_shift(xc, dims), m)
+    return ShiftedMoments(m, ref, mean, m2, t)

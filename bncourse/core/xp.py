@@ -18,12 +18,12 @@ except ImportError:  # pragma: no cover
     _compat_namespace = None
 
 
-def array_namespace(*arrays):
+def array_namespace(*arrays: Any) -> Any:
     """Return the array-API namespace shared by ``arrays`` (``None`` entries are ignored)."""
-    arrays = [a for a in arrays if a is not None]
+    present = [a for a in arrays if a is not None]
     if _compat_namespace is not None:
-        return _compat_namespace(*arrays)
-    if all(isinstance(a, np.ndarray) for a in arrays):
+        return _compat_namespace(*present)
+    if all(isinstance(a, np.ndarray) for a in present):
         return np
-    kinds = sorted({type(a).__module__ + "." + type(a).__name__ for a in arrays})
+    kinds = sorted({type(a).__module__ + "." + type(a).__name__ for a in present})
     raise TypeError(f"unsupported array type(s) {kinds}: install array-api-compat for non-NumPy arrays")

@@ -103,8 +103,10 @@ def errors(name, with_grad=False, seed=0):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m bncourse.accuracy", description=__doc__.split("\n")[0])
-    p.add_argument("--grad", action="store_true", help="also measure the input gradient")
+    p = argparse.ArgumentParser(prog="python -m bncourse.accuracy",
+                                description=" ".join(__doc__.split("\n\n")[0].split()))
+    p.add_argument("--grad", action="store_true",
+                   help="also measure the input gradient dx (default: the output y only)")
     args = p.parse_args(argv)
     print(f"{'case':32s} {'dtype':>7} | {'ours max|y-exact|':>18} {'torch':>10}"
           + (f" | {'ours dx rel. err.':>19} {'torch':>10}" if args.grad else ""))

@@ -17,6 +17,12 @@ and on the names of the state (``running_mean`` / ``moving_mean`` / ``batch_stat
 m/(m − 1), m being the number of values per channel in the batch (N for (N, C) inputs,
 N·H·W for images).  Each row was read from the framework's own source; see ``source``.
 
+``momentum=None`` is PyTorch's *cumulative* average (f = 1/n at the n-th batch), not an
+exponential one: no constant of another framework reproduces it, so translating it raises
+(:data:`CUMULATIVE`).  Its ports: Chainer's fine-tuning mode (``bn(x, finetune=True)``
+counts its batches in ``N`` and uses decay 1 − 1/N: the same average), or a per-step
+schedule momentum_n = 1/n (decay 1 − 1/n).  To mean "the default", omit ``momentum``.
+
 :data:`CONVENTIONS` holds the table; :func:`momentum_equivalent` and
 :func:`convert_hyperparameters` translate the constructor arguments;
 :func:`convert_bn_state` translates a layer's state (names, and, given the batch size, the
@@ -25,12 +31,24 @@ statistics under any of the four conventions (NumPy, float64), for experiments.
 """
 
 from dataclasses import dataclass
+import warnings
 
 import numpy as np
 
 from ..core.running import unbiased
 from ..core.validation import check_momentum
 from . import stats
+
+DEFAULT = "default"     # the framework's default averaging constant (a momentum argument left out)
+
+CUMULATIVE = (
+    "PyTorch's momentum=None is a cumulative average (the n-th batch has weight 1/n, "
+    "num_batches_tracked counts them), not an exponential moving average: no constant "
+    "momentum or decay reproduces it.  Port it as Chainer's fine-tuning mode "
+    "(chainer.links.BatchNormalization called with finetune=True: decay 1 - 1/N over its N "
+    "batches, the same average) or as a per-step schedule, momentum_n = 1/n in PyTorch's "
+    "convention (decay_n = 1 - 1/n in Keras, Flax and Chainer); omit momentum for "
+    "PyTorch's default 0.1")
 
 
 @dataclass(frozen=True)
@@ -59,10 +77,14 @@ class Convention:
     channel_axis: int           # default axis of the features (1: NCHW, -1: NHWC)
     source: str                 # where these facts were read
 
-    def retain(self, momentum=None):
+    def retain(self, momentum=DEFAULT):
         """The weight of the *old* value in one update, for ``momentum`` in this
-        framework's own convention (default: the framework's default)."""
-        value = self.momentum if momentum is None else _check_momentum(momentum)
+        framework's own convention (omitted, or None outside PyTorch: the framework's
+        default; PyTorch's None, the cumulative average, raises :data:`CUMULATIVE`)."""
+        if momentum is DEFAULT or (momentum is None and self.framework != "pytorch"):
+            value = self.momentum
+        else:
+            value = _check_momentum(momentum)
         return 1.0 - value if self.momentum_weights == "new" else value
 
     def key(self, role):
@@ -111,15 +133,19 @@ def convention(framework):
 
 
 def _check_momentum(m):
-    check_momentum(m, allow_none=False)     # momentum=None (cumulative) has no equivalent here
+    if m is None:                        # reached only for PyTorch (retain): its cumulative average
+        raise ValueError(CUMULATIVE)
+    check_momentum(m, allow_none=False)
     return float(m)
 
 
-def momentum_equivalent(momentum=None, src="keras", dst="pytorch", batch_ratio=1.0):
+def momentum_equivalent(momentum=DEFAULT, src="keras", dst="pytorch", batch_ratio=1.0):
     """``src``'s averaging constant ``momentum`` expressed in ``dst``'s convention.
 
     Keras' momentum 0.99 is PyTorch's 0.01; Chainer's decay 0.9 is PyTorch's 0.1.
-    ``momentum=None`` means ``src``'s default.  ``batch_ratio`` = (dst's batch size) /
+    ``momentum`` omitted (or None for a source other than PyTorch) means ``src``'s default;
+    PyTorch's ``momentum=None`` (a cumulative average) raises ``ValueError`` (module
+    docstring).  ``batch_ratio`` = (dst's batch size) /
     (src's batch size): with k times larger batches there are k times fewer updates per
     epoch, and the average forgets at the same rate *per example* when the weight of the
     old value becomes retain**k.  Returns a float.
@@ -131,11 +157,12 @@ def momentum_equivalent(momentum=None, src="keras", dst="pytorch", batch_ratio=1
     return 1.0 - retain if d.momentum_weights == "new" else retain
 
 
-def convert_hyperparameters(src="keras", dst="pytorch", momentum=None, eps=None):
+def convert_hyperparameters(src="keras", dst="pytorch", momentum=DEFAULT, eps=None):
     """The constructor arguments that give a ``dst`` layer ``src``'s behaviour:
     ``{dst momentum name: value, dst eps name: value}``, from ``src``'s ``momentum`` and
     ``eps`` (default: ``src``'s defaults).  E.g. Keras' defaults are PyTorch's
-    ``{'momentum': 0.01, 'eps': 0.001}``."""
+    ``{'momentum': 0.01, 'eps': 0.001}``.  PyTorch's ``momentum=None`` raises ``ValueError``:
+    a cumulative average has no constant equivalent (the message says how to port it)."""
     s, d = convention(src), convention(dst)
     eps = s.eps if eps is None else eps
     if not eps >= 0:
@@ -173,7 +200,7 @@ def _float_array(v):
 
 
 def convert_bn_state(state, src="keras", dst="pytorch", batch_size=None, steps=None,
-                     momentum=None):
+                     momentum=DEFAULT):
     """One batch-norm layer's state in ``src``'s names and conventions -> ``dst``'s.
 
     Args:
@@ -189,6 +216,8 @@ def convert_bn_state(state, src="keras", dst="pytorch", batch_size=None, steps=N
             ``batch_size``); None: assume the initial variance 1 is forgotten.
         momentum: ``src``'s averaging constant, in ``src``'s convention (default: its
             default); it says how much of the initial value is left after ``steps``.
+            PyTorch's None (cumulative average) is exact here: its first update has
+            weight 1, so nothing of the initial value is left after a step.
 
     Which conversion you want depends on what comes next:
 
@@ -238,7 +267,10 @@ def convert_bn_state(state, src="keras", dst="pytorch", batch_size=None, steps=N
             raise ValueError(f"batch_size (values per channel) must be an integer >= 2, "
                              f"got {batch_size!r}")
         r = batch_size / (batch_size - 1)
-        left = 0.0 if steps is None else s.retain(momentum) ** steps   # weight of the initial 1
+        if src == "pytorch" and momentum is None:     # cumulative: the first batch has weight 1
+            left = 0.0 if steps is None or steps > 0 else 1.0
+        else:
+            left = 0.0 if steps is None else s.retain(momentum) ** steps   # weight of the initial 1
         v = var.astype(np.float64)
         v = r * (v - left) + left if d.running_var == "unbiased" else (v - left) / r + left
         var = v.astype(var.dtype)
@@ -259,22 +291,35 @@ def batch_moments(x, channel_axis=1):
     return mo.mean, mo.var(), mo.n
 
 
-def running_update(mean, var, x, framework="pytorch", momentum=None, channel_axis=None):
+def running_update(mean, var, x, framework="pytorch", momentum=DEFAULT, channel_axis=None):
     """One training step's update of the running statistics, in ``framework``'s convention.
 
     ``x`` is the batch with its channels on ``channel_axis`` (default: the framework's);
-    ``momentum`` is in the framework's own convention (default: its default).  With d the
-    weight of the old value and m the values per channel:
+    ``momentum`` is in the framework's own convention (omitted: its default; PyTorch's None
+    raises, see :data:`CUMULATIVE`).  With d the weight of the old value and m the values
+    per channel:
         mean ← d·mean + (1 − d)·μ_B,   var ← d·var + (1 − d)·σ_B²·(m/(m − 1) or 1).
-    Returns the new (mean, var) as float64 arrays; the inputs are not modified.
+    m = 1: PyTorch refuses the batch (``ValueError``, as its layers do in training);
+    Chainer warns and uses m/max(m − 1, 1) = 1, so var ← d·var + (1 − d)·0 = d·var
+    (chainer/functions/normalization/batch_normalization.py); Keras and Flax average the
+    biased variance 0.  Returns the new (mean, var) as float64 arrays; the inputs are not
+    modified.
     """
     c = convention(framework)
-    mu, sigma2, m = batch_moments(x, c.channel_axis if channel_axis is None else channel_axis)
-    if c.running_var == "unbiased":
-        if m < 2:
-            raise ValueError(f"an unbiased variance needs m >= 2 values per channel, got {m}")
-        sigma2 = unbiased(sigma2, m)
     d = c.retain(momentum)
+    mu, sigma2, m = batch_moments(x, c.channel_axis if channel_axis is None else channel_axis)
+    if m < 1:
+        raise ValueError(f"the batch has no values per channel (m = {m})")
+    if c.running_var == "unbiased":
+        if m == 1 and framework == "chainer":
+            warnings.warn("A batch with one value per channel was given: Chainer's "
+                          "F.batch_normalization outputs zeros for it and updates "
+                          "avg_var <- decay * avg_var (adjust = m / max(m - 1, 1) = 1)",
+                          UserWarning, stacklevel=2)
+        elif m < 2:
+            raise ValueError(f"an unbiased variance needs m >= 2 values per channel, got {m} "
+                             "(PyTorch: Expected more than 1 value per channel when training)")
+        sigma2 = unbiased(sigma2, m) if m > 1 else sigma2     # Chainer: adjust = 1 for m = 1
     new_mean = d * np.asarray(mean, dtype=np.float64) + (1 - d) * mu
     new_var = d * np.asarray(var, dtype=np.float64) + (1 - d) * sigma2
     return new_mean, new_var

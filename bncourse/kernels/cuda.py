@@ -31,7 +31,8 @@ has to be within a few σ of μ.  Every block of a channel computes the same r: 
 ``SAMPLE`` values spread evenly over the channel (read from L2 after the first block).  The
 blocks' float64 sums are merged in float64, in a fixed order (no floating-point atomics:
 results are deterministic), by the last block of the channel, which then finishes the
-channel; if the sample was unlucky (κ > ``KAPPA_MAX``, e.g. adversarially ordered data) that
+channel; if the sample was unlucky (κ > ``KAPPA_MAX``, e.g. adversarially ordered data; the
+test of :func:`bncourse.core.policy.needs_recentring`, B > KAPPA_MAX·M2, in CUDA C) that
 block sums the whole channel again around r = μ, now known well enough to make κ ≈ 1 (one
 block streaming a channel is slow, but only data built to defeat the sample gets there).
 Plain float32 accumulation (torch's Welford in float32) or E[x²] − E[x]² would lose every
@@ -260,7 +261,7 @@ extern "C" __global__ void bncourse_forward_stats(
     const double mm = (double)m;
     double sum_t = sa[tx], sum_tt = sb[tx];
     double M2 = fmax(sum_tt - sum_t * sum_t / mm, 0.0);
-    const bool redo = valid && sum_tt > KAPPA_MAX * M2;       // κ = B/M2 too large
+    const bool redo = valid && sum_tt > KAPPA_MAX * M2;  // κ = B/M2 too large (policy.needs_recentring)
     if (tid == 0) any_redo = 0;
     __syncthreads();
     if (redo && lane == 0) any_redo = 1;
@@ -503,7 +504,7 @@ def _optional(v, placeholder):
 
 @dataclass
 class FusedCache:
-    """What the fused backward needs; ``mean``/``var`` as in ``_numpy_kernels.FastCache``."""
+    """What the fused backward needs; ``mean``/``var`` as in ``numpy_tiles.FastCache``."""
 
     X: object          # C-contiguous input, x's dtype
     plan: LaunchPlan

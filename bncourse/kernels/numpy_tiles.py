@@ -11,7 +11,8 @@ float64:
 
 The relative error of M2 is about κ·(rounding of a short float32 run), κ = B/M2 =
 1 + (μ − r)²/σ², so r only has to be within a few σ of μ.  If the sample was unlucky
-(κ > ``KAPPA_MAX``, e.g. adversarially ordered data) the pass is repeated with r = μ, which
+(κ > ``KAPPA_MAX``, e.g. adversarially ordered data) the pass is repeated with r = μ
+(:func:`bncourse.core.policy.shifted_moments`, the loop shared with torch), which
 is then known well enough to make κ ≈ 1: the statistics are always as good as a float64
 two-pass computation's, to a few float32 roundings of the *deviations*.
 
@@ -36,7 +37,7 @@ import math
 
 import numpy as np
 
-from ..core.policy import KAPPA_MAX, REFERENCE_SAMPLE, compute_dtype
+from ..core.policy import REFERENCE_SAMPLE, compute_dtype, shifted_moments
 from . import threads as _threads
 
 TILE_BYTES = 256 * 1024         # input bytes per tile: tile + output stay in a 1 MiB L2
@@ -219,17 +220,15 @@ def _centered_sums(plan, X, T, R, DY=None):
 def statistics(plan, X, T):
     """Per-channel (mean, biased var) of X (float64, (C,)) and the reference r (in X's
     dtype) they were computed around; T is left holding X − r."""
-    r = reference_shift(X.reshape(plan.N, plan.C, -1)).astype(X.dtype)
-    m = plan.count
-    for attempt in range(2):
+
+    def sum_around(ref):                          # (C,) float64 guess -> sums around r
+        r = ref.astype(X.dtype)
         A, B = _centered_sums(plan, plan.matrix(X), plan.matrix(T), plan.pattern(r, X.dtype))
-        r64 = r.astype(np.float64)
-        M2 = np.maximum(B - A * A / m, 0.0)
-        mean = r64 + A / m
-        kappa = np.where(M2 > 0, B / np.where(M2 > 0, M2, 1.0), np.where(B > 0, np.inf, 1.0))
-        if attempt == 1 or kappa.max() <= KAPPA_MAX:
-            return mean, M2 / m, r
-        r = mean.astype(X.dtype)      # recentre on the (now well-known) mean and sum again
+        return r.astype(np.float64), A, B, r
+
+    ref = reference_shift(X.reshape(plan.N, plan.C, -1))
+    mean, M2, r = shifted_moments(sum_around, ref, plan.count)   # recentred once if κ > KAPPA_MAX
+    return mean, M2 / plan.count, r
 
 
 # ----------------------------------------------------------------------------- forward

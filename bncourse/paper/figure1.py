@@ -256,7 +256,7 @@ def plot_figure1(baseline, batchnorm, unit=0, axes=None):
     ax.plot(batchnorm.steps, batchnorm.test_accuracy, color="tab:red", label="With BN")
     ax.set(xlabel="training steps", ylabel="test accuracy", title="(a)")
     ax.set_ylim(max(0.0, min(baseline.test_accuracy[1:] + batchnorm.test_accuracy[1:]) - 0.02), 1)
-    ax.legend(loc="center right")
+    ax.legend(loc="best")       # placed at draw time, after any set_ylim, off the curves
     for ax, hist, title in ((axes[1], baseline, "(b) without BN"), (axes[2], batchnorm, "(c) with BN")):
         p = np.asarray(hist.percentiles)[:, :, unit]
         for k, style, label in ((0, ":", "15th, 85th percentiles"), (1, "-", "median"), (2, ":", None)):
@@ -266,7 +266,7 @@ def plot_figure1(baseline, batchnorm, unit=0, axes=None):
     hi = max(np.max(np.asarray(h.percentiles)[:, :, unit]) for h in (baseline, batchnorm))
     for ax in axes[1:]:
         ax.set_ylim(lo - 0.1 * (hi - lo), hi + 0.1 * (hi - lo))
-    axes[2].legend(loc="lower right", fontsize="small")
+    axes[2].legend(loc="best", fontsize="small")
     return fig
 
 
@@ -296,19 +296,26 @@ def main(argv=None):
         prog="python -m bncourse.figure1",
         description="Reproduce Figure 1 of Ioffe & Szegedy (2015): MNIST, with and without BN.")
     parser.add_argument("--full", action="store_true",
-                        help=f"the paper's schedule: {PAPER_STEPS} steps (default {CI_STEPS})")
-    parser.add_argument("--steps", type=int, help="any number of steps (overrides --full)")
+                        help=f"the paper's schedule: {PAPER_STEPS} steps (default: {CI_STEPS}, "
+                             "the chapter's and the CI's)")
+    parser.add_argument("--steps", type=int, help="any number of steps, overrides --full "
+                        f"(default: {CI_STEPS}, or {PAPER_STEPS} with --full)")
     parser.add_argument("--full-data", action="store_true",
                         help="MNIST's 60,000/10,000 digits, downloaded once (default: the "
                              "10,000-digit subset shipped with the package)")
     parser.add_argument("--eval-every", type=int, help="steps between records "
                         "(default: 100, or 500 for the full schedule)")
-    parser.add_argument("--lr", type=float, default=Config.lr)
-    parser.add_argument("--init-std", type=float, default=Config.init_std)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lr", type=float, default=Config.lr,
+                        help="SGD learning rate (default: %(default)s)")
+    parser.add_argument("--init-std", type=float, default=Config.init_std,
+                        help="standard deviation of the initial weights (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=Config.seed,
+                        help="seed of the initial weights and the batch order "
+                             "(default: %(default)s)")
     parser.add_argument("--out", default="figure1_results",
-                        help="directory for figure1.json and figure1.png")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+                        help="directory for figure1.json and figure1.png (default: %(default)s)")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bars (default: one tqdm bar per run)")
     args = parser.parse_args(argv)
 
     steps = args.steps or (PAPER_STEPS if args.full else CI_STEPS)

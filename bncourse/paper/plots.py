@@ -114,7 +114,7 @@ def norm_axes_figure(kinds=NORMS, shape=(4, 6, 5), num_groups=2, n=0, c=0, ncols
 def gpu_results_figure(results):
     """Bar charts of GPU benchmark files, one panel per file, titled with the device.
 
-    ``results``: [(file name, document)] as returned by ``bncourse._bench_gpu.load_results``.
+    ``results``: [(file name, document)] as returned by ``bncourse.bench.gpu.load_results``.
     For each (shape, dtype) entry, four bars: the fused forward and backward's ``of_copy``
     (effective bandwidth over a copy's) and ``traffic_of_copy`` (real traffic over a copy's);
     dotted lines at the two-pass ceilings of ``of_copy`` (2/3 forward, 3/5 backward).
@@ -138,6 +138,8 @@ def gpu_results_figure(results):
         ax.set_xticks(pos, [f"{tuple(r['shape'])}\n{r['dtype']}" for r in rows], fontsize=7)
         ax.set_ylabel("fraction of the copy's bandwidth")
         ax.set_title(f"{doc['device']} (measured, {name})", fontsize=9)
-        ax.legend(fontsize=7)
+        top = np.nanmax([r[m].get(k, np.nan) for r in rows for k, m in series] + ceilings)
+        ax.set_ylim(0, 1.4 * top)                       # headroom: the legend sits above the bars
+        ax.legend(fontsize=7, loc="upper center", ncols=2)
     fig.tight_layout()
     return fig

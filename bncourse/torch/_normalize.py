@@ -16,7 +16,7 @@ Backward, the closed form (m values per statistic, g = ∂L/∂x̂ = w·dy):
     ∂L/∂w = Σ dy·x̂,   ∂L/∂b = Σ dy     over the dims the parameters are broadcast along.
 
 Both passes work in the compute dtype (float32 for float16/bfloat16) with reductions
-accumulated in float64 (:func:`bncourse.torch._stats.sum64`).  When the parameters vary
+accumulated in float64 (:func:`bncourse.core.torch_stats.sum64`).  When the parameters vary
 along the statistics' own index (batch norm) the affine map folds into one per-channel
 scale and offset, y = t·s + (b + (r − μ)·s) with t = x − r, so the large common offset
 μ is never rounded to the input precision.
@@ -24,9 +24,20 @@ scale and offset, y = t·s + (b + (r − μ)·s) with t = x − r, so the large 
 Double backward: with ``create_graph=True`` the backward recomputes μ and σ̂ from the
 saved input with differentiable float64 operations and evaluates the same closed form on
 them, so autograd can differentiate it again.
+
+Forward mode (:func:`function_jvp`), the same projection applied to a tangent dx:
+
+    dx̂ = σ̂⁻¹·(dx − mean(dx) − x̂·mean(dx·x̂)),     dy = w·dx̂ + dw·x̂ + db.
+
+``torch.func``: the Functions use the ``setup_context`` style.  ``forward`` returns
+(y, *statistics) (r, μ, σ̂⁻¹, ...: the non-differentiable outputs that backward and jvp
+read, since ``torch.func`` can save only inputs and outputs); the public functions return
+y.  In-place arithmetic is used only on tensors that no transform wraps (a vmapped dy
+against an unbatched saved x cannot be written into).
 """
 
 from dataclasses import dataclass, replace
+import math
 
 import torch
 
@@ -84,13 +95,30 @@ class Plan:
     work_shape: tuple | None = None    # x is viewed as this while standardizing (group norm)
     statistics: object = batch_statistics   # (plan, xw) -> (Stats, xw − r)
     reduce: object = None       # backward: local (Σdy, Σdy·x̂) -> the group's (distributed)
+    frozen: bool = False        # statistics are given constants (eval mode)
+    stat_fields: tuple = ("ref", "mean", "invstd")   # Stats the Function returns after y
+    memory_format: object = None    # x -> the memory format of y (None: whatever it is)
+    grad_memory_format: object = None   # (x, dy) -> that of dx (None: memory_format(x))
 
 
-def batch_plan(ndim, eps, statistics=batch_statistics, reduce=None):
-    """Batch norm of (N, C, *spatial): one statistic per channel over (N, *spatial)."""
+def batch_plan(ndim, eps, statistics=batch_statistics, reduce=None, **kw):
+    """Batch norm of (N, C, *spatial): one statistic per channel over (N, *spatial);
+    y keeps the input's memory format (channels_last in, channels_last out: PyTorch)."""
     dims = (0,) + tuple(range(2, ndim))
     return Plan(dims, (1, -1) + (1,) * (ndim - 2), dims, True, eps,
-                statistics=statistics, reduce=reduce)
+                statistics=statistics, reduce=reduce, memory_format=suggest_memory_format, **kw)
+
+
+def suggest_memory_format(x):
+    """channels_last (4-D) or channels_last_3d (5-D) when x is strided so, else contiguous."""
+    for ndim, fmt in ((4, torch.channels_last), (5, torch.channels_last_3d)):
+        if x.ndim == ndim and x.is_contiguous(memory_format=fmt) and not x.is_contiguous():
+            return fmt
+    return torch.contiguous_format
+
+
+def contiguous_format(x):
+    return torch.contiguous_format
 
 
 # ----------------------------------------------------------------------------- forward
@@ -100,13 +128,12 @@ def _param(p, plan):
     return None if p is None else p.detach().double().reshape(plan.param_view)
 
 
-def norm_forward(ctx, x, weight, bias, plan, positions=(0, 1, 2)):
-    """y = w·x̂ + b; saves what :func:`function_backward` needs on ``ctx``.  Returns (y, Stats).
-
-    ``positions``: where input, weight and bias stand among the Function's arguments.
-    """
+def norm_forward(x, weight, bias, plan):
+    """y = w·x̂ + b.  Returns (y, Stats); :func:`norm_outputs` makes the Function's outputs."""
     xw = x if plan.work_shape is None else x.reshape(plan.work_shape)
     st, t = plan.statistics(plan, xw)
+    if t is xw and st.mean is not None:   # an empty batch norm batch: t is the input itself
+        t = t.clone()
     cdt = t.dtype
     if plan.aligned:             # fold: y = t·s + (b + (r − μ)·s), s and offset in float64
         w, b = _param(weight, plan), _param(bias, plan)
@@ -126,10 +153,49 @@ def norm_forward(ctx, x, weight, bias, plan, positions=(0, 1, 2)):
             y = y * weight.detach().reshape(plan.param_view).to(cdt)
         if bias is not None:
             y = y + bias.detach().reshape(plan.param_view).to(cdt)
+    y = y.to(x.dtype)
+    if plan.memory_format is not None:
+        y = y.contiguous(memory_format=plan.memory_format(x))
+    return y, st
+
+
+def norm_outputs(y, st, plan):
+    """The Function's outputs: (y, *the statistics named by ``plan.stat_fields``)."""
+    return (y,) + tuple(getattr(st, f) for f in plan.stat_fields)
+
+
+def setup_norm_context(ctx, plan, inputs, outputs, positions=(0, 1, 2), count=None):
+    """``setup_context`` of every Function built on :func:`norm_forward`: saves the input,
+    the weight and the statistics (outputs[1:], non-differentiable) for backward and jvp.
+    ``positions``: where input, weight and bias stand among the Function's arguments;
+    ``count``: values per statistic when the input's shape does not tell (distributed)."""
+    x, weight, bias = (inputs[i] for i in positions)
+    if count is None:
+        shape = x.shape if plan.work_shape is None else plan.work_shape
+        count = None if plan.frozen else math.prod(shape[d] for d in plan.dims)
     ctx.plan, ctx.positions = plan, positions
-    ctx.meta = (st.count, st.frozen, None if bias is None else (bias.dtype, bias.shape))
-    ctx.save_for_backward(x, weight, st.ref, st.mean, st.invstd, st.gain, st.offset)
-    return y.to(x.dtype), st
+    ctx.meta = (count, plan.frozen, None if bias is None else (bias.dtype, bias.shape))
+    ctx.mark_non_differentiable(*outputs[1:])
+    ctx.save_for_backward(x, weight, *outputs[1:])
+    ctx.save_for_forward(x, weight, *outputs[1:])
+
+
+def _saved_stats(ctx, saved):
+    """(x, weight, Stats) from the tensors :func:`setup_norm_context` saved."""
+    x, weight, *stats = saved
+    count, frozen, _ = ctx.meta
+    fields = dict(zip(ctx.plan.stat_fields, stats))
+    st = Stats(count, fields.get("ref"), fields.get("mean"), None, fields["invstd"], frozen,
+               fields.get("gain"), fields.get("offset"))
+    return x, weight, st
+
+
+def plain(*tensors):
+    """True when no ``torch.func`` transform (or legacy vmap) wraps any of ``tensors``: then
+    in-place arithmetic on temporaries derived from them is safe."""
+    f = torch._C._functorch
+    return not any(t is not None and (f.is_functorch_wrapped_tensor(t) or f.is_legacy_batchedtensor(t))
+                   for t in tensors)
 
 
 def _xhat(t, st, cdt):
@@ -143,18 +209,25 @@ def _xhat(t, st, cdt):
 # ----------------------------------------------------------------------------- backward
 
 
-def function_backward(ctx, dy):
+def function_backward(ctx, dy, *_):
     """The backward of every Function built on :func:`norm_forward`: the gradients of all
     its arguments, (dx, dweight, dbias) at their positions by the closed form, None
-    elsewhere and where ``ctx.needs_input_grad`` is False."""
-    x, weight, ref, mean, invstd, gain, offset = ctx.saved_tensors
+    elsewhere and where ``ctx.needs_input_grad`` is False.  The statistics outputs are not
+    differentiable: their gradients (``_``) are ignored."""
+    x, weight, st = _saved_stats(ctx, ctx.saved_tensors)
+    ref = st.ref
     plan = ctx.plan
-    count, frozen, bias_meta = ctx.meta
-    st = Stats(count, ref, mean, None, invstd, frozen, gain, offset)
+    bias_meta = ctx.meta[2]
     needs = [ctx.needs_input_grad[i] for i in ctx.positions]
     need_x, need_w, need_b = needs[0], needs[1] and weight is not None, needs[2] and bias_meta is not None
-    inplace = not torch.is_grad_enabled()
-    if not inplace:                     # create_graph=True: a differentiable recomputation
+    differentiable = torch.is_grad_enabled()
+    dx_format = None                        # dx's memory format, PyTorch's (see Plan)
+    if plan.grad_memory_format is not None:
+        dx_format = plan.grad_memory_format(x, dy)
+    elif plan.memory_format is not None:
+        dx_format = plan.memory_format(x)
+    inplace = not differentiable and plain(dy, x, weight, *ctx.saved_tensors[2:])
+    if differentiable:                     # create_graph=True: a differentiable recomputation
         if plan.reduce is not None:
             raise RuntimeError("double backward is not supported across processes "
                                "(bncourse SyncBatchNorm): its reductions are collectives")
@@ -173,7 +246,52 @@ def function_backward(ctx, dy):
         if g is not None:
             dtype, shape = like if isinstance(like, tuple) else (like.dtype, like.shape)
             out[i] = g.reshape(shape).to(dtype)
+    if out[ctx.positions[0]] is not None and dx_format is not None:
+        out[ctx.positions[0]] = out[ctx.positions[0]].contiguous(memory_format=dx_format)
     return tuple(out)
+
+
+def function_jvp(ctx, *tangents):
+    """Forward mode of every Function built on :func:`norm_forward` (module docstring):
+    the tangent of y from those of input, weight and bias (None: zero); the statistics
+    outputs get None.  Out of place throughout (``jacfwd`` vmaps over the tangents)."""
+    x, weight, st = _saved_stats(ctx, ctx.saved_tensors)
+    plan = ctx.plan
+    if plan.reduce is not None:
+        raise NotImplementedError("forward-mode AD is not supported across processes "
+                                  "(bncourse SyncBatchNorm): its reductions are collectives")
+    dx, dw, db = (tangents[i] for i in ctx.positions)
+    cdt = compute_dtype(x.dtype)
+    xw = x if plan.work_shape is None else x.reshape(plan.work_shape)
+    t = xw.to(cdt) if st.ref is None else xw.to(cdt) - st.ref
+    xhat = t * st.invstd.to(cdt)
+    if st.mean is not None:
+        xhat = xhat + ((st.ref.double() - st.mean) * st.invstd).to(cdt)
+    dy = None
+    if dx is not None:
+        dxw = (dx if plan.work_shape is None else dx.reshape(plan.work_shape)).to(cdt)
+        if not st.frozen:
+            m = st.count                             # both means from the given dx
+            p = (sum64(dxw, plan.dims, xhat) / m).to(cdt)
+            q = (sum64(dxw, plan.dims) / m).to(cdt) if plan.center else None
+            dxw = dxw - xhat * p if q is None else dxw - q - xhat * p
+        k = st.invstd if st.gain is None else st.invstd * st.gain
+        dy = (dxw * k.to(cdt)).reshape(x.shape)
+        if weight is not None:
+            dy = dy * weight.reshape(plan.param_view).to(cdt)
+    if dw is not None:
+        xh = xhat if st.gain is None else xhat * st.gain.to(cdt) + st.offset.to(cdt)
+        term = xh.reshape(x.shape) * dw.reshape(plan.param_view).to(cdt)
+        dy = term if dy is None else dy + term
+    if db is not None:
+        term = db.reshape(plan.param_view).to(cdt).expand(x.shape)
+        dy = term if dy is None else dy + term
+    if dy is None:
+        dy = torch.zeros_like(x)
+    dy = dy.to(x.dtype)
+    if plan.memory_format is not None:
+        dy = dy.contiguous(memory_format=plan.memory_format(x))
+    return (dy,) + (None,) * len(plan.stat_fields)
 
 
 def _aligned_grads(dy, xhat, st, weight, plan, need_x, need_w, need_b, inplace):

@@ -69,7 +69,8 @@ class BatchRenorm(torch.nn.Module):
     paper starts at 1 and 0 (plain batch norm) and relaxes them during training.
 
     Parameters ``weight`` (ones), ``bias`` (zeros) when ``affine``; buffers ``running_mean``
-    (zeros), ``running_std`` (ones), ``num_batches_tracked``.
+    (zeros), ``running_std`` (ones), ``num_batches_tracked``.  ``torch.func.vmap`` is not
+    supported in training (it raises ``NotImplementedError``); ``grad`` and ``jvp`` are.
     """
 
     def __init__(self, num_features, eps=1e-5, momentum=0.01, r_max=3.0, d_max=5.0,

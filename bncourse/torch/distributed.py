@@ -4,7 +4,7 @@ In training, the statistics of a channel are those of the *concatenation* of eve
 process's batch, so the result equals single-process batch norm on the whole batch.
 
 Forward.  Each process computes its local (n_k, μ_k, M2_k) per channel with the shifted,
-float64-accumulated sums of :mod:`bncourse.torch._stats`; one ``all_gather`` collects them
+float64-accumulated sums of :mod:`bncourse.core.torch_stats`; one ``all_gather`` collects them
 (world × (2C + 1) float64 values) and every process merges them in rank order with Chan
 et al.'s pairwise formula (:func:`bncourse.core.moments.merge`), so that all hold
 bitwise the same (n, μ, M2) and update their running statistics identically.  Why not
@@ -32,8 +32,17 @@ import torch
 import torch.distributed as dist
 
 from ..core.moments import Moments, merge
-from ._normalize import batch_plan, make_stats, function_backward, norm_forward, update_running_stats_
 from ..core.torch_stats import moments
+from ._normalize import (
+    batch_plan,
+    function_backward,
+    function_jvp,
+    make_stats,
+    norm_forward,
+    norm_outputs,
+    setup_norm_context,
+    update_running_stats_,
+)
 from .functional import check_batch_norm_args
 from .modules import _BatchNorm, replace_modules, retype
 
@@ -68,19 +77,40 @@ def all_reduced(group):
     return reduce
 
 
+def sync_plan(ndim, eps, group):
+    return batch_plan(ndim, eps, gathered_statistics(group), all_reduced(group),
+                      stat_fields=("ref", "mean", "invstd", "count"))
+
+
 class SyncBatchNormFunction(torch.autograd.Function):
     """Training-mode batch norm with the statistics of a whole process group (module
     docstring); the running statistics, if given, are updated with the group's mean and
-    unbiased variance.  Double backward is not supported (the reductions are collectives)."""
+    unbiased variance.  Returns (y, r, μ, σ̂⁻¹, n) with n the group's count (a float64
+    tensor).  Double backward, forward-mode AD and ``torch.func.vmap`` are not supported
+    (the reductions are collectives; vmap raises)."""
 
     @staticmethod
-    def forward(ctx, input, weight, bias, running_mean, running_var, momentum, eps, process_group):
-        plan = batch_plan(input.ndim, eps, gathered_statistics(process_group), all_reduced(process_group))
-        y, st = norm_forward(ctx, input, weight, bias, plan)
+    def forward(input, weight, bias, running_mean, running_var, momentum, eps, process_group):
+        plan = sync_plan(input.ndim, eps, process_group)
+        y, st = norm_forward(input, weight, bias, plan)
         update_running_stats_(running_mean, running_var, st, momentum)
-        return y
+        st.count = torch.tensor(float(st.count), dtype=torch.float64, device=input.device)
+        return norm_outputs(y, st, plan)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        input, eps, group = inputs[0], inputs[6], inputs[7]
+        setup_norm_context(ctx, sync_plan(input.ndim, eps, group), inputs, output,
+                           count=int(output[-1]))
 
     backward = staticmethod(function_backward)
+    jvp = staticmethod(function_jvp)
+
+    @staticmethod
+    def vmap(info, in_dims, *args):
+        raise NotImplementedError(
+            "bncourse.torch.sync_batch_norm (SyncBatchNorm) does not support torch.func.vmap: "
+            "its statistics are collectives over a process group")
 
 
 def sync_batch_norm(input, running_mean, running_var, weight=None, bias=None, momentum=0.1,
@@ -91,7 +121,7 @@ def sync_batch_norm(input, running_mean, running_var, weight=None, bias=None, mo
                           check_count=False)
     group = dist.group.WORLD if process_group is None else process_group
     return SyncBatchNormFunction.apply(input, weight, bias, running_mean, running_var, momentum,
-                                       eps, group)
+                                       eps, group)[0]
 
 
 class SyncBatchNorm(_BatchNorm):
@@ -102,6 +132,8 @@ class SyncBatchNorm(_BatchNorm):
     (eval mode, a single process) it is :class:`bncourse.torch.BatchNorm2d` and friends.
     Unlike PyTorch's it also runs on CPU tensors (gloo).  Inputs (N, C, *spatial), 2-D to
     5-D; further keyword arguments go to ``torch.nn``'s batch norm (e.g. ``bias=False``).
+    ``torch.func.vmap``, forward-mode AD and double backward are not supported while it
+    synchronizes (vmap raises ``NotImplementedError``); unsynchronized it is batch norm.
     """
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
