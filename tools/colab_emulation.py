@@ -58,7 +58,7 @@ UNIT_TEST_TOOLS = ["pytest", "pytest-xdist", "hypothesis"]
 UNIT_TESTS_LEFT_OUT = ["test_book.py", "test_notebooks_hygiene.py", "test_cupy_kernels.py",
                        "test_colab_edition.py", "test_colab_emulation.py",
                        "test_make_colab.py", "test_deploy_workflow.py", "test_layout.py",
-                       "test_gpu_check.py"]
+                       "test_gpu_check.py", "test_cli.py"]
 SDIST_FILES = ["pyproject.toml", "README.md", "LICENSE", "bncourse"]
 
 # The install line of a notebook's first cell, as tools/run_notebooks.py writes it.
