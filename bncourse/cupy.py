@@ -22,10 +22,11 @@ from typing import Any
 from . import functional as _functional
 from . import layers as _layers
 
+_CUPY_IMPORT_ERROR: ImportError | None = None  # why `import cupy` failed, for chaining
 try:
     import cupy as _cp
-except ImportError:  # pragma: no cover - depends on the machine
-    _cp = None
+except ImportError as exc:  # pragma: no cover - depends on the machine
+    _cp, _CUPY_IMPORT_ERROR = None, exc
 
 Array = Any     # the array type of this backend
 
@@ -36,9 +37,9 @@ __all__ = ["is_available", "unavailable_error",
            "group_norm_backward", "batch_renorm_forward", "batch_renorm_backward",
            "BatchNorm", "LayerNorm", "RMSNorm", "GroupNorm", "InstanceNorm", "BatchRenorm"]
 
-NO_CUPY = ("bncourse.cupy needs CuPy and a CUDA GPU, and CuPy is not installed: "
-           "pip install 'bncourse[gpu]' (cupy-cuda12x) on a machine with an NVIDIA driver, "
-           "or use bncourse.numpy")
+NO_CUPY = ('bncourse.cupy needs CuPy and a CUDA GPU, and CuPy is not installed: '
+           'pip install "bncourse[gpu]" (cupy-cuda12x) on a machine with an NVIDIA driver, '
+           'or use bncourse.numpy')
 NO_DEVICE = ("bncourse.cupy needs a CUDA GPU: CuPy is installed but sees no usable CUDA "
              "device (cupy.cuda.is_available() is False); use bncourse.numpy on this machine")
 
@@ -56,7 +57,9 @@ def is_available() -> bool:
 def unavailable_error() -> Exception | None:
     """The exception saying why this backend cannot run here, or None if it can."""
     if _cp is None:
-        return ImportError(NO_CUPY)
+        error = ImportError(NO_CUPY)
+        error.__cause__ = _CUPY_IMPORT_ERROR  # raised, it reads "... was the direct cause"
+        return error
     return None if is_available() else RuntimeError(NO_DEVICE)
 
 

@@ -207,3 +207,13 @@ def test_sweep_cache_trains_a_shared_configuration_once(data):
     first = sweep(data, base, "lr", [0.5, 1.0], norms=(None,), cache=cache)
     second = sweep(data, base, "init_std", [0.05, 0.1], norms=(None,), cache=cache)
     assert len(cache) == 3 and first[None][0] is second[None][0]   # lr 0.5 = init_std 0.05
+
+
+def test_the_full_run_ships_as_package_data():
+    from bncourse.figure1 import History, load_full_run
+
+    full = load_full_run()  # chapter 9 reads it: no repository file at run time
+    assert full["steps"] == 50_000 and full["data"] == "subset"
+    for key in ("baseline", "batchnorm"):
+        history = History.from_json(full[key])
+        assert history.steps[-1] == full["steps"] and len(full[key]["drift"]) > 0

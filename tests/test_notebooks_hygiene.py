@@ -91,7 +91,8 @@ def test_first_cell_is_the_colab_template(path):
     assert nb.cells, "empty notebook"
     first = nb.cells[0]
     assert first.cell_type == "code"
-    assert first.source == regen.colab_cell_source(ROOT), "run tools/run_notebooks.py to rewrite it"
+    expected = regen.colab_cell_source(ROOT, regen.needed_extras(nb))
+    assert first.source == expected, "run tools/run_notebooks.py to rewrite it"
     assert first.metadata.get("tags") == regen.COLAB_TAGS
     assert first.outputs == [], "the Colab cell must print nothing outside Colab"
 

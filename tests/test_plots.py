@@ -3,7 +3,6 @@ normalizations really share (read off their backward pass); the figure draws."""
 
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -125,12 +124,9 @@ def hidden_data(fig):
 def ci_and_full_runs():
     """Figure 1's runs as the chapter plots them: the CI schedule (its accuracies; the
     baseline rises at steps 1300-1500, where a legend once hid it) and the full run."""
-    import json
+    from bncourse.figure1 import Config, History, load_full_run
 
-    from bncourse.figure1 import Config, History
-
-    root = Path(__file__).resolve().parents[1]
-    full = json.loads((root / "book" / "data" / "figure1_full.json").read_text())
+    full = load_full_run()  # the records chapter 9 plots, shipped with the package
     runs = {"full": (History.from_json(full["baseline"]), History.from_json(full["batchnorm"]))}
     ci_acc = {  # python -m bncourse.figure1 (1,500 steps), seed 0
         None: [0.098, 0.1, 0.102, 0.098, 0.112, 0.1, 0.112, 0.094, 0.112, 0.25, 0.102, 0.19,

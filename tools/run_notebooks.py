@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import re
 import sys
 from pathlib import Path
 
@@ -37,13 +38,18 @@ from sphinx_external_toc.parsing import parse_toc_yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 # The first cell of every notebook. Inside Colab it installs the course package from the
-# repository; anywhere else it does nothing and prints nothing, so nbval passes.
+# repository, with the extras the chapter needs; anywhere else it does nothing and prints
+# nothing, so nbval passes. tools/colab_emulation.py installs the wheel with these extras.
 COLAB_TEMPLATE = """\
 import sys
 if "google.colab" in sys.modules:  # Colab: install the course package
-    %pip install -q "bncourse[torch] @ git+{url}@{branch}\""""
-# Collapsed in the book ("Show code cell source"), still there for readers who look.
-COLAB_TAGS = ["hide-input"]
+    %pip install -q "bncourse{extras} @ git+{url}@{branch}\""""
+# Not in the built book (nothing above a chapter's title); the Colab edition shows it as a
+# collapsed form cell.
+COLAB_TAGS = ["remove-cell"]
+# A chapter that uses PyTorch (torch itself or bncourse.torch) installs the `torch` extra.
+USES_TORCH = re.compile(r"^\s*(import|from)\s+torch\b|\bbncourse\.torch\b|"
+                        r"^\s*from\s+bncourse\s+import\s+.*\btorch\b", re.M)
 
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 
@@ -80,10 +86,17 @@ def toc_notebooks(root: Path = ROOT) -> list[Path]:
     return paths
 
 
-def colab_cell_source(root: Path = ROOT) -> str:
+def needed_extras(nb: nbformat.NotebookNode) -> list[str]:
+    """The extras of the package that the notebook's code needs (its first cell left out)."""
+    code = "\n".join(c.source for c in nb.cells[1:] if c.cell_type == "code")
+    return ["torch"] if USES_TORCH.search(code) else []
+
+
+def colab_cell_source(root: Path = ROOT, extras: list[str] = ()) -> str:
     """The source of the first cell, with the repository of ``_config.yml``."""
     repo = book_config(root)["repository"]
-    return COLAB_TEMPLATE.format(url=repo["url"].rstrip("/"), branch=repo["branch"])
+    return COLAB_TEMPLATE.format(url=repo["url"].rstrip("/"), branch=repo["branch"],
+                                 extras=f"[{','.join(extras)}]" if extras else "")
 
 
 def set_colab_cell(nb: nbformat.NotebookNode, source: str) -> None:
@@ -148,7 +161,7 @@ def same_checked_content(a: nbformat.NotebookNode, b: nbformat.NotebookNode) -> 
 def regenerate(path: Path, root: Path = ROOT) -> nbformat.NotebookNode:
     """The notebook at ``path`` with a fresh Colab cell, fresh outputs, normalized."""
     nb = nbformat.read(path, as_version=4)
-    set_colab_cell(nb, colab_cell_source(root))
+    set_colab_cell(nb, colab_cell_source(root, needed_extras(nb)))
     nb.metadata["kernelspec"] = dict(KERNELSPEC)
     timeout = book_config(root).get("execute", {}).get("timeout", 600)
     client = NotebookClient(
@@ -195,11 +208,16 @@ def main(argv: list[str] | None = None) -> int:
             stale.append(path)
             if not args.check:
                 nbformat.write(nb, path)
-    verb = "would change" if args.check else "rewritten"
+    return report(stale, len(paths), "notebook(s)", args.check)
+
+
+def report(stale: list[Path], total: int, noun: str, check: bool) -> int:
+    """Name the files that changed (or would: ``check``); the exit status of the command."""
+    verb = "would change" if check else "rewritten"
     for path in stale:
         print(f"{verb}: {shown(path)}")
-    print(f"{len(paths)} notebook(s), {len(stale)} {verb}")
-    return 1 if args.check and stale else 0
+    print(f"{total} {noun}, {len(stale)} {verb}")
+    return 1 if check and stale else 0
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
 """Array-namespace lookup: one place that decides which array library an input belongs to.
 
 The generic algorithms are written once against the array API standard
-(``xp = array_namespace(x)``).  With ``array-api-compat`` installed (the ``gpu`` and
-``test`` extras) its ``array_namespace`` is used, which also serves CuPy and others.
-Without it, NumPy arrays still work: NumPy >= 2.1 implements the standard in its main
+(``xp = array_namespace(x)``).  With ``array-api-compat`` installed (the ``torch``,
+``gpu`` and ``test`` extras) its ``array_namespace`` is used, which also serves CuPy and others.
+Without it, NumPy arrays still work: NumPy >= 2.0 implements the standard in its main
 namespace, so ``import bncourse`` needs NumPy alone.
 """
 

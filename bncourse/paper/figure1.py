@@ -16,6 +16,7 @@ arguments give the same numbers.
 import argparse
 import dataclasses
 from dataclasses import dataclass, field
+from importlib import resources
 import json
 from pathlib import Path
 import time
@@ -88,6 +89,20 @@ class History:
                    np.array(d["percentiles"], dtype=float),
                    [np.nan if v is None else v for v in d["train_loss"]],
                    d["diverged"], d["seconds"])
+
+
+FULL_RUN_FILE = "figure1_full.json"   # package data, next to the MNIST subset
+
+
+def load_full_run():
+    """The records of ``python -m bncourse.figure1 --full`` on the shipped subset (a dict).
+
+    The 50,000-step run takes minutes, so the package ships its output (the JSON that
+    :func:`main` writes: run settings, then ``"baseline"`` and ``"batchnorm"`` records for
+    :meth:`History.from_json`, each with its units' ``"drift"``); chapter 9 reads it here,
+    so it needs no file of the repository.
+    """
+    return json.loads((resources.files(__package__) / "data" / FULL_RUN_FILE).read_text())
 
 
 def batches(n, batch_size, rng):

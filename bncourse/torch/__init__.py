@@ -26,6 +26,11 @@ float32 and returned in their dtype.  Statistics are shifted sums accumulated in
 around 1e4 with unit spread), on CPU and CUDA alike.
 """
 
+try:  # the one optional dependency of this subpackage: say which extra brings it
+    import torch as _torch  # noqa: F401
+except ImportError as exc:
+    raise ImportError('bncourse.torch needs PyTorch: pip install "bncourse[torch]"') from exc
+
 from .alternative_modules import (BatchRenorm, GroupNorm, InstanceNorm1d, InstanceNorm2d,
                                   InstanceNorm3d, LayerNorm, RMSNorm)
 from .alternatives import (BatchRenormFunction, GroupNormFunction, InstanceNormFunction,
