@@ -98,12 +98,14 @@ def test_mathjax_is_served_locally(html):
 def test_no_asset_is_linked_from_the_network(html):
     """No page or stylesheet loads a script, stylesheet, font or image from another host.
 
-    Plain links (<a href>: launch and repository buttons) are not loads and are allowed.
+    Plain links (<a href>: launch and repository buttons) are not loads and are allowed, and
+    so is ``<link rel="canonical">``: the published page's own address (``html.baseurl``),
+    which a browser never fetches.
     """
     remote = r"""(?:https?:)?//"""
     patterns = [
         rf"""<(?:script|img|iframe|source|audio|video)\b[^>]*\ssrc=["']{remote}""",
-        rf"""<link\b[^>]*\shref=["']{remote}""",
+        rf"""<link\b(?![^>]*\srel=["']canonical["'])[^>]*\shref=["']{remote}""",
         rf"""url\(\s*["']?{remote}""",
         rf"""@import\s+["']{remote}""",
     ]
