@@ -4,9 +4,9 @@ dependencies that skip with a reason (or fail, under BNCOURSE_STRICT=1 as in CI)
 import os
 import sys
 
+from hypothesis import HealthCheck, settings
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, settings
 
 # Hypothesis: deterministic in CI (same examples every run), no per-example deadline.
 settings.register_profile("bncourse", derandomize=True, deadline=None, max_examples=60,

@@ -1,11 +1,11 @@
 """Layer, instance, group and RMS norm against torch.nn.functional (forward and gradients);
 batch renorm against a float64 transcription of Ioffe (2017) with autograd through it."""
 
+from conftest import assert_close
 import numpy as np
 import pytest
 
 import bncourse.numpy as bnp
-from conftest import assert_close
 
 DTYPES = ["float64", "float32"]
 

@@ -5,16 +5,16 @@ their float64 definition and the NumPy layer, every alternative against NumPy, a
 adversarial inputs of bncourse.course.accuracy.  The fused GPU kernels against the generic path:
 tests/test_cupy_kernels.py (on the GPU, and on a CPU emulation of it)."""
 
+from conftest import assert_close
 import numpy as np
 import pytest
 
-import bncourse.cupy as bcp
-import bncourse.numpy as bnp
 from bncourse import functional
 from bncourse.core import closed_form
 from bncourse.course import accuracy, reference
+import bncourse.cupy as bcp
 from bncourse.kernels import cuda
-from conftest import assert_close
+import bncourse.numpy as bnp
 
 
 class Backend:

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-import bncourse.cupy as bcp
 from bncourse.bench import gpu
+import bncourse.cupy as bcp
 
 
 @pytest.mark.skipif(bcp.is_available(), reason="a GPU is present: the benchmark would run")

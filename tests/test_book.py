@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import functools
 import http.server
+from pathlib import Path
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest

@@ -4,10 +4,10 @@
 (an option, then its help on the same line or on indented lines below it).
 """
 
+from pathlib import Path
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 

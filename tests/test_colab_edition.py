@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from pathlib import Path
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 

@@ -4,10 +4,10 @@ an empty folder, with NumPy 2.0.2 (tools/colab_emulation.py); the unit tests pas
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 

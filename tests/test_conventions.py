@@ -1,12 +1,12 @@
 """bncourse.course.conventions: the framework table, momentum/eps translation, state conversion, and
 the running update of each convention (PyTorch's checked against torch.nn and bncourse)."""
 
+from conftest import assert_close, optional
 import numpy as np
 import pytest
 
-import bncourse.numpy as bnp
 from bncourse.course import conventions as cv
-from conftest import assert_close, optional
+import bncourse.numpy as bnp
 
 
 def _keras_state(rng, C=4, dtype=np.float32):

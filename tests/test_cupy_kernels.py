@@ -9,17 +9,17 @@ import contextlib
 import shutil
 import subprocess
 
+from conftest import assert_close
+from cuda_emulator import ORDERS, Emulator, compiler
 import numpy as np
 import pytest
 
-import bncourse.cupy as bcp
-import bncourse.numpy as bnp
 from bncourse import functional
 from bncourse.core import closed_form
 from bncourse.course import accuracy
+import bncourse.cupy as bcp
 from bncourse.kernels import cuda as K
-from conftest import assert_close
-from cuda_emulator import ORDERS, Emulator, compiler
+import bncourse.numpy as bnp
 
 SMS = 4          # multiprocessors of the emulated GPU: 32 blocks, so channels span blocks
 GPU = [pytest.mark.gpu, pytest.mark.skipif(not bcp.is_available(), reason="CuPy/CUDA not available")]

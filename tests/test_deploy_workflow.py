@@ -4,11 +4,11 @@ the repository's URLs are each written once, in _config.yml."""
 
 from __future__ import annotations
 
-import re
-import tomllib
 from pathlib import Path
+import re
 
 import pytest
+import tomllib
 
 yaml = pytest.importorskip("yaml", reason="PyYAML is not installed (comes with jupyter-book)")
 

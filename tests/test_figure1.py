@@ -11,8 +11,17 @@ import pytest
 
 from bncourse.course import gradcheck
 from bncourse.paper.datasets import load_mnist
-from bncourse.paper.figure1 import (Config, History, batches, evaluate, initial_model, main,
-                              percentile_drift, sweep, train)
+from bncourse.paper.figure1 import (
+    Config,
+    History,
+    batches,
+    evaluate,
+    initial_model,
+    main,
+    percentile_drift,
+    sweep,
+    train,
+)
 from bncourse.paper.mlp import MLP, Linear, Sigmoid, softmax_cross_entropy
 
 SIZES = (7, 6, 6, 3)          # a small version of (784, 100, 100, 100, 10)

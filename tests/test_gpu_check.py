@@ -3,11 +3,11 @@ some fail, reports the GPU tests as skipped with their reason (never as passed),
 benchmark with its "needs a CUDA GPU" message, and exits non-zero."""
 
 import os
+from pathlib import Path
 import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import pytest
 

@@ -4,8 +4,8 @@ in h, leave their input alone, and confirm batch norm's analytic gradient."""
 import numpy as np
 import pytest
 
-import bncourse.numpy as bnp
 from bncourse.course import gradcheck
+import bncourse.numpy as bnp
 
 
 def test_central_difference_is_exact_for_a_quadratic(rng):

@@ -9,11 +9,11 @@ import re
 import numpy as np
 import pytest
 
-import bncourse.cupy as bcp
-import bncourse.numpy as bnp
 from bncourse.core import policy, running, validation
 from bncourse.course import show_source
 from bncourse.course.tolerance import TOL, assert_close, max_err, normwise_error, tol
+import bncourse.cupy as bcp
+import bncourse.numpy as bnp
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from pathlib import Path
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
@@ -198,8 +198,8 @@ def test_a_solution_directive_in_one_cell_is_a_form_cell(book):
 
 
 def test_literalinclude_of_a_package_object_is_a_cell_showing_its_source(book):
-    import bncourse.stats
     from bncourse.course import show_source
+    import bncourse.stats
 
     root = book("02_second", [md("""
         # Second

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import copy
 import importlib.util
-import re
 from pathlib import Path
+import re
 
 import pytest
 

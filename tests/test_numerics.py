@@ -27,11 +27,11 @@ def test_one_pass_formula_fails_where_ours_does_not():
 
 
 
+from conftest import assert_close
 import pytest
 
-import bncourse.numpy as bnp
 from bncourse.core import closed_form as generic
-from conftest import assert_close
+import bncourse.numpy as bnp
 
 
 @pytest.mark.parametrize("shape", [(512, 6), (8, 6, 9, 40)])

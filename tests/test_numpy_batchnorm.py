@@ -1,13 +1,13 @@
 """bncourse.numpy batch norm against torch.nn.functional.batch_norm / torch.nn.BatchNorm*d,
 the float64 generic path, and the fast kernels against the generic path."""
 
+from conftest import assert_close
 import numpy as np
 import pytest
 
-import bncourse.numpy as bnp
 from bncourse.core import closed_form as generic
 from bncourse.kernels import numpy_tiles
-from conftest import assert_close, tol
+import bncourse.numpy as bnp
 
 SHAPES = [(8, 5), (3, 4, 7), (4, 3, 5, 6), (2, 3, 4, 5, 3), (256, 64), (2, 8, 131, 129),
           (2500, 256), (5000, 3, 5)]   # the last two: several tile periods and a ragged remainder

@@ -52,6 +52,7 @@ def test_figure_has_one_panel_per_method():
     matplotlib = pytest.importorskip("matplotlib")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     from bncourse.paper.plots import norm_axes_figure
 
     fig = norm_axes_figure()
@@ -67,6 +68,7 @@ def test_figure_in_a_grid():
     matplotlib = pytest.importorskip("matplotlib")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     from bncourse.paper.plots import norm_axes_figure
 
     fig = norm_axes_figure(kinds=("batch", "layer", "group"), ncols=2)

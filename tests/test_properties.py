@@ -2,11 +2,12 @@
 Σ_batch dx = 0 and Σ_batch dx·x̂ = 0 per channel; invariance of the output under a positive
 per-channel affine change of the input; on 2-D..5-D shapes, odd sizes, strided views."""
 
+from hypothesis import given
+from hypothesis import strategies as st
 import numpy as np
-from hypothesis import given, strategies as st
 
-import bncourse.numpy as bnp
 from bncourse.core import closed_form as generic
+import bncourse.numpy as bnp
 
 shapes = st.integers(2, 5).flatmap(lambda nd: st.tuples(
     st.integers(1, 7), st.integers(1, 4), *[st.integers(1, 6)] * (nd - 2)

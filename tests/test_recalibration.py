@@ -1,12 +1,12 @@
 """bncourse.course.recalibration.recalibrate: the average of per-batch statistics, and
 torch.optim.swa_utils.update_bn's result on the same model."""
 
+from conftest import assert_close
 import numpy as np
 import pytest
 
-import bncourse.numpy as bnp
 from bncourse.course.recalibration import recalibrate
-from conftest import assert_close
+import bncourse.numpy as bnp
 
 
 def _batches(rng, shape, k):

@@ -1,12 +1,12 @@
 """The staged graph of bncourse.course.reference: forward equals the closed form, its backward
 equals the closed-form backward and central finite differences (float64)."""
 
+from conftest import assert_close
 import numpy as np
 import pytest
 
-import bncourse.numpy as bnp
 from bncourse.course import reference
-from conftest import assert_close
+import bncourse.numpy as bnp
 
 
 def _loss_and_grad(x, gamma, beta, w):

@@ -2,11 +2,11 @@
 references — merge == statistics of the concatenation, Welford over chunks == two passes —
 and the failure modes the chapter demonstrates (one-pass cancellation, float16 overflow)."""
 
+from conftest import assert_close
 import numpy as np
 import pytest
 
 from bncourse.course import stats
-from conftest import assert_close
 
 SHAPES_AXES = [((37, 5), 0), ((6, 4, 9), (0, 2)), ((5, 3, 4, 6), (0, 2, 3)), ((4, 7), 1),
                ((3, 4, 5), -1)]

@@ -1,14 +1,13 @@
 """The alternatives in bncourse.torch against torch.nn.functional.{layer_norm, group_norm,
 instance_norm, rms_norm} and torch.nn's modules; batch renorm against bncourse.numpy."""
 
+from conftest import assert_close, optional
 import numpy as np
 import pytest
 
-from conftest import assert_close, optional
-
 torch = optional("torch")
-import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 import bncourse.numpy as bnp  # noqa: E402
 import bncourse.torch as bt  # noqa: E402

@@ -1,9 +1,8 @@
 """bncourse.torch.blocks: residual blocks (zero-init, pre-activation), SkipInit, Weight
 Standardization, FRN + TLU and AGC, against torch equivalents and direct float64 formulas."""
 
-import pytest
-
 from conftest import optional
+import pytest
 
 torch = optional("torch")
 from torch import nn  # noqa: E402

@@ -1,10 +1,9 @@
 """The cross-backend matrix: the same inputs through bncourse.numpy and bncourse.torch, for
 every norm — forward, dx, dweight, dbias and, where there are any, running statistics."""
 
+from conftest import assert_close, optional
 import numpy as np
 import pytest
-
-from conftest import assert_close, optional
 
 torch = optional("torch")
 

@@ -18,16 +18,16 @@ gradients and running statistics to TOL["float32"].
 
 import copy
 
-import pytest
 from conftest import assert_close, optional, tol
+import pytest
 
 torch = optional("torch")
-import torch.nn.functional as F
-import torch_models
 from test_torch_alternatives import CASES, _grads, _rand
 from test_torch_functional import make, run
 from test_torch_modules import _step
 from torch import nn
+import torch.nn.functional as F
+import torch_models
 
 import bncourse.torch as bt
 

@@ -10,15 +10,14 @@ every time, ~3 s each on 2 cores), which the book's distributed chapter uses too
 
 import time
 
+from conftest import assert_close, optional
 import numpy as np
 import pytest
 
-from conftest import assert_close, optional
-
 torch = optional("torch")
+import _torch_dist_worker as worker  # noqa: E402
 from torch import nn  # noqa: E402
 
-import _torch_dist_worker as worker  # noqa: E402
 import bncourse.torch as bt  # noqa: E402
 from bncourse.torch import local_world  # noqa: E402
 

@@ -2,9 +2,8 @@
 (never hardcoded): empty batches, memory formats of outputs and gradients, the errors and
 the accepted/refused arguments (README, "Differences from torch.nn")."""
 
-import pytest
-
 from conftest import assert_close, optional
+import pytest
 
 torch = optional("torch")
 import torch.nn.functional as F  # noqa: E402

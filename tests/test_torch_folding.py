@@ -4,16 +4,15 @@ layer → BN, agrees with torch.nn.utils.fusion, and whole models fold without c
 import copy
 import warnings
 
-import pytest
-
 from conftest import assert_close, optional
+import pytest
 
 torch = optional("torch")
 from torch import nn  # noqa: E402
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval  # noqa: E402
+import torch_models  # noqa: E402
 
 import bncourse.torch as bt  # noqa: E402
-import torch_models  # noqa: E402
 
 F64 = torch.float64
 LAYERS = {   # name: (layer, batch-norm class, input shape)

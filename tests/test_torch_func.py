@@ -1,14 +1,13 @@
 """bncourse.torch under torch.func (vmap, grad, jacrev, jacfwd, jvp, vmap(grad)) and
 forward-mode AD, against the same torch.nn.functional call in float64 (normwise 1e-12)."""
 
-import pytest
-
 from conftest import assert_close, optional
+import pytest
 
 torch = optional("torch")
 import torch.autograd.forward_ad as fwAD  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 from torch.func import grad, jacfwd, jacrev, jvp, vmap  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 import bncourse.torch as bt  # noqa: E402
 

@@ -4,10 +4,10 @@ values, gradients, running statistics, autograd checks, layouts and errors."""
 import subprocess
 import sys
 
-import pytest
-from hypothesis import given, strategies as st
-
 from conftest import assert_close, optional
+from hypothesis import given
+from hypothesis import strategies as st
+import pytest
 
 torch = optional("torch")
 import torch.nn.functional as F  # noqa: E402

@@ -4,15 +4,14 @@ when the target cannot be found by the children."""
 
 import time
 
+from conftest import assert_close, optional
 import numpy as np
 import pytest
 
-from conftest import assert_close, optional
-
 torch = optional("torch")
+import _torch_dist_worker as worker  # noqa: E402
 from torch import nn  # noqa: E402
 
-import _torch_dist_worker as worker  # noqa: E402
 from bncourse.torch import local_world  # noqa: E402
 
 if not torch.distributed.is_available():   # pragma: no cover - all CPU wheels have it

@@ -3,15 +3,14 @@ state, state dicts both ways, train/eval, input checks, and real models trained 
 
 import copy
 
-import pytest
-
 from conftest import assert_close, optional, tol
+import pytest
 
 torch = optional("torch")
 from torch import nn  # noqa: E402
+import torch_models  # noqa: E402
 
 import bncourse.torch as bt  # noqa: E402
-import torch_models  # noqa: E402
 
 PAIRS = [(bt.BatchNorm1d, nn.BatchNorm1d, (6, 4)), (bt.BatchNorm1d, nn.BatchNorm1d, (6, 4, 5)),
          (bt.BatchNorm2d, nn.BatchNorm2d, (3, 4, 5, 2)), (bt.BatchNorm3d, nn.BatchNorm3d, (2, 4, 3, 2, 2))]

@@ -5,16 +5,15 @@ float32/float16 values.  PyTorch's error on the same inputs is recorded (printed
 for the notes; it is not asserted, except that we must not be worse.
 """
 
+from conftest import optional
 import numpy as np
 import pytest
-
-from conftest import optional
 
 torch = optional("torch")
 import torch.nn.functional as F  # noqa: E402
 
-import bncourse.torch as bt  # noqa: E402
 from bncourse.course import reference  # noqa: E402
+import bncourse.torch as bt  # noqa: E402
 
 
 def _cases():

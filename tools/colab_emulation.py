@@ -26,8 +26,8 @@ What it does, in order:
 
 Outputs are not compared with the stored ones as nbval would (exactly): the stored outputs
 come from the NumPy of ``constraints.txt``, and a printed digit may differ under NumPy 2.0.2;
-the cells' own asserts check every claim. Cells whose text output differs are reported. Exits 1 if a chapter or a unit test fails; prints each
-chapter's run time.
+the cells' own asserts check every claim. Cells whose text output differs are reported.
+Exits 1 if a chapter or a unit test fails; prints each chapter's run time.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from pathlib import Path
 import re
 import shutil
 import subprocess
@@ -42,7 +43,6 @@ import sys
 import tempfile
 import time
 import venv
-from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 COLAB_DIR = ROOT / "colab"

@@ -33,12 +33,12 @@ from __future__ import annotations
 
 import argparse
 import copy
+from dataclasses import dataclass
 import importlib
+from pathlib import Path
 import re
 import sys
 import textwrap
-from dataclasses import dataclass
-from pathlib import Path
 
 import nbformat
 

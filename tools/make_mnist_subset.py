@@ -33,9 +33,9 @@ import gzip
 import hashlib
 import io
 import json
+from pathlib import Path
 import tarfile
 import zipfile
-from pathlib import Path
 
 import numpy as np
 

@@ -24,16 +24,16 @@ from __future__ import annotations
 
 import argparse
 import copy
+from pathlib import Path
 import re
 import sys
-from pathlib import Path
 
-import nbformat
-import yaml
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
+import nbformat
 from nbstripout import strip_output
 from sphinx_external_toc.parsing import parse_toc_yaml
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 

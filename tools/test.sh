@@ -17,7 +17,7 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 
 # Lint and type check (configuration in pyproject.toml) before the tests.
-python3 -m ruff check bncourse
+python3 -m ruff check .   # the package, tests, tools and notebooks (pyproject.toml says what each ignores)
 python3 -m mypy
 
 set +e

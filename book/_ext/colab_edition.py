@@ -17,8 +17,8 @@ A chapter without its edition is a warning (an error under ``-W``). Wired in
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
+import shutil
 
 from sphinx.application import Sphinx
 from sphinx.util import logging

@@ -11,10 +11,10 @@ Wired in ``_config.yml`` with ``sphinx: local_extensions: {local_mathjax: book/_
 
 from __future__ import annotations
 
-import json
-import shutil
 from importlib import resources
+import json
 from pathlib import Path
+import shutil
 
 from sphinx.application import Sphinx
 from sphinx.config import Config
